@@ -1,0 +1,5 @@
+import sys
+
+from talking_faces.cli import main
+
+sys.exit(main())

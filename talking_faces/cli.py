@@ -1,0 +1,60 @@
+"""The ``talking-faces`` command line: one entry point, one subcommand per stage of the data flow.
+
+Each subcommand lives in ``talking_faces/commands/<name>.py`` and exposes
+``register(subparsers) -> argparse.ArgumentParser`` (which sets ``func=run`` on the parser) and
+``run(args) -> int``. Only finished commands are listed in :data:`COMMANDS`. A
+:class:`~talking_faces.errors.UserError` raised anywhere becomes one ``error: ...`` line on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from talking_faces import __version__
+from talking_faces.errors import UserError
+
+#: subcommand modules under ``talking_faces.commands``, in the order ``--help`` lists them
+COMMANDS: list[str] = []
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2 (argparse's own convention)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="talking-faces",
+        description="Train, sample, score and rank audio-driven talking-face methods.",
+    )
+    parser.add_argument("--version", action="version", version=f"talking_faces {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"talking_faces.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; outputs written so far are complete, rerun to continue",
+              file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
