@@ -1,0 +1,60 @@
+"""Metrics: torchmetrics ``Metric`` classes with their functional forms.
+
+Generated clips -> :class:`MetricSuite` (one :class:`Protocol`) -> PSNR / SSIM / LPIPS
+(:mod:`.image`), mouth LMD (:mod:`.landmarks`), LSE-D / LSE-C / AV offset with SyncNet
+(:mod:`.sync`), CPBD sharpness (:mod:`.sharpness`), sample diversity (:mod:`.diversity`) ->
+results JSON. Every state is added with a reduction, so the scores are right under DDP; every class
+sets ``higher_is_better``.
+"""
+
+from talking_faces.metrics.diversity import SampleDiversity, sample_diversity
+from talking_faces.metrics.image import (
+    VideoLPIPS,
+    VideoPSNR,
+    VideoSSIM,
+    load_lpips,
+    video_lpips,
+    video_psnr,
+    video_ssim,
+)
+from talking_faces.metrics.landmarks import LandmarkDistance, landmark_distance
+from talking_faces.metrics.sharpness import VideoCPBD, cpbd, video_cpbd
+from talking_faces.metrics.suite import HIGHER_IS_BETTER, MetricSuite, Protocol
+from talking_faces.metrics.sync import (
+    LipSyncError,
+    SyncConfidence,
+    SyncDistance,
+    lip_sync_error,
+    lse_from_distances,
+    sync_distances,
+    sync_windows,
+    syncnet_mfcc,
+)
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "LandmarkDistance",
+    "LipSyncError",
+    "MetricSuite",
+    "Protocol",
+    "SampleDiversity",
+    "SyncConfidence",
+    "SyncDistance",
+    "VideoCPBD",
+    "VideoLPIPS",
+    "VideoPSNR",
+    "VideoSSIM",
+    "cpbd",
+    "landmark_distance",
+    "lip_sync_error",
+    "load_lpips",
+    "lse_from_distances",
+    "sample_diversity",
+    "sync_distances",
+    "sync_windows",
+    "syncnet_mfcc",
+    "video_cpbd",
+    "video_lpips",
+    "video_psnr",
+    "video_ssim",
+]

@@ -1,0 +1,299 @@
+"""Frame-quality metrics on video clips: PSNR, SSIM and LPIPS.
+
+Generated and target clips ``B,T,3,H,W`` in [0, 1] -> frames folded into the batch -> per-frame
+score -> mean over the clip's frames (``B,``) -> :class:`VideoPSNR` / :class:`VideoSSIM` /
+:class:`VideoLPIPS` (mean over clips, DDP-reduced) -> results JSON.
+
+Per PAPERS.md the scores are per frame, averaged over frames, then over clips. The references are
+scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity``; the tests hold us to them
+within 1e-4. SSIM windows (``window``):
+
+- ``"uniform7"``: skimage's defaults: 7x7 uniform window, K1 0.01, K2 0.03, sample covariance
+  (``N/(N-1)``), SSIM map cropped by the window radius and averaged, then averaged over channels;
+- ``"gaussian11"``: Wang et al. (2004): Gaussian window sigma 1.5 truncated at 3.5 sigma (11
+  taps), population covariance, as ``structural_similarity(gaussian_weights=True,
+  use_sample_covariance=False)``.
+
+SSIM runs as separable ``conv2d`` in float64 (the variance terms are differences of nearly equal
+numbers on smooth frames). PSNR of identical frames is ``inf``, as in scikit-image.
+
+LPIPS is the ``lpips`` package's v0.1 AlexNet model. Its linear layers ship inside the package;
+the AlexNet trunk is torchvision's ImageNet weights, read from the standard torch hub cache
+(``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``). Nothing is downloaded: a missing
+file is a :class:`~talking_faces.errors.MissingWeightsError` naming the file and folder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import Metric
+
+from talking_faces.errors import MissingWeightsError, UserError
+
+SSIM_WINDOWS = ("uniform7", "gaussian11")
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILENAME
+COLOUR_SPACES = ("rgb", "y")
+
+
+def _check_clips(preds: torch.Tensor, target: torch.Tensor) -> None:
+    if preds.shape != target.shape or preds.ndim != 5:
+        raise ValueError(
+            f"preds and target must both be B,T,C,H,W; got {tuple(preds.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+
+
+def to_colour_space(frames: torch.Tensor, colour_space: str) -> torch.Tensor:
+    """``...,3,H,W`` RGB in [0,1] -> the protocol's colour space.
+
+    ``"rgb"`` returns the frames; ``"y"`` returns ``...,1,H,W`` full-range BT.601 luma
+    ``0.299 R + 0.587 G + 0.114 B`` (as papers that score PSNR/SSIM on Y do, without the
+    16-235 studio range).
+    """
+    if colour_space == "rgb":
+        return frames
+    if colour_space == "y":
+        weights = frames.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (frames * weights).sum(-3, keepdim=True)
+    raise ValueError(f"colour_space must be one of {COLOUR_SPACES}, got {colour_space!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# PSNR
+
+
+def frame_psnr(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """``N,C,H,W`` pairs -> ``N,`` float64 PSNR (dB) of each image over all its pixels."""
+    mse = (preds.double() - target.double()).square().flatten(1).mean(1)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def video_psnr(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-clip PSNR: ``B,T,C,H,W`` pairs -> ``B,`` mean over frames of per-frame PSNR (float64).
+
+    >>> x = torch.zeros(1, 2, 3, 8, 8)
+    >>> round(float(video_psnr(x + 0.1, x)[0]), 4)
+    20.0
+    """
+    _check_clips(preds, target)
+    b, t = preds.shape[:2]
+    return frame_psnr(preds.flatten(0, 1), target.flatten(0, 1), data_range).view(b, t).mean(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# SSIM
+
+
+def _ssim_kernel(window: str, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """1-D float64 window of ``window`` and whether SSIM uses the sample covariance."""
+    if window == "uniform7":
+        return torch.full((7,), 1.0 / 7.0, dtype=torch.float64, device=device), True
+    if window == "gaussian11":
+        sigma, radius = 1.5, int(3.5 * 1.5 + 0.5)  # scipy.ndimage's radius for truncate=3.5
+        x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+        g = torch.exp(-0.5 * (x / sigma) ** 2)
+        return g / g.sum(), False
+    raise ValueError(f"ssim window must be one of {SSIM_WINDOWS}, got {window!r}")
+
+
+def _valid_filter(planes: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable filter of ``P,1,H,W`` planes, keeping only the fully covered ("valid") region."""
+    k = kernel.numel()
+    out = F.conv2d(planes, kernel.view(1, 1, 1, k))
+    return F.conv2d(out, kernel.view(1, 1, k, 1))
+
+
+def frame_ssim(
+    preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: str = "uniform7"
+) -> torch.Tensor:
+    """``N,C,H,W`` pairs -> ``N,`` float64 mean SSIM (averaged over pixels, then channels)."""
+    kernel, sample_cov = _ssim_kernel(window, preds.device)
+    k = kernel.numel()
+    n, c, h, w = preds.shape
+    if h < k or w < k:
+        raise ValueError(f"SSIM window {window} needs frames of at least {k}x{k}, got {h}x{w}")
+    x = preds.double().reshape(n * c, 1, h, w)
+    y = target.double().reshape(n * c, 1, h, w)
+    stats = _valid_filter(torch.cat([x, y, x * x, y * y, x * y]), kernel)
+    ux, uy, uxx, uyy, uxy = stats.chunk(5)
+    cov_norm = k * k / (k * k - 1) if sample_cov else 1.0
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return ssim_map.view(n, c, -1).mean(2).mean(1)
+
+
+def video_ssim(
+    preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: str = "uniform7"
+) -> torch.Tensor:
+    """Per-clip SSIM: ``B,T,C,H,W`` pairs -> ``B,`` mean over frames of per-frame SSIM (float64).
+
+    >>> x = torch.rand(1, 2, 3, 16, 16)
+    >>> float(video_ssim(x, x)[0])
+    1.0
+    """
+    _check_clips(preds, target)
+    b, t = preds.shape[:2]
+    per_frame = frame_ssim(preds.flatten(0, 1), target.flatten(0, 1), data_range, window)
+    return per_frame.view(b, t).mean(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# LPIPS
+
+
+def alexnet_weights_path() -> Path:
+    """Where torchvision keeps the ImageNet AlexNet weights that LPIPS uses as its trunk."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILENAME
+
+
+def load_lpips(net: str = "alex") -> nn.Module:
+    """The LPIPS v0.1 AlexNet model with pretrained weights, in eval mode, never downloading.
+
+    Raises:
+        MissingWeightsError: the torchvision AlexNet file is not in the torch hub cache.
+    """
+    if net != "alex":
+        raise UserError(f"LPIPS network {net!r} is not supported; use 'alex'")
+    path = alexnet_weights_path()
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"LPIPS AlexNet weights not found: {path}; download {ALEXNET_URL} into "
+            f"{path.parent} (or set TORCH_HOME to the folder whose hub/checkpoints holds it)"
+        )
+    import lpips  # heavy import, only when LPIPS is asked for
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's deprecation of `pretrained=`
+        model = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
+    backbone = torch.load(path, map_location="cpu", weights_only=True)
+    # lpips splits torchvision's `features` Sequential into slices that keep its indices.
+    trunk = {}
+    for slice_name, module in model.net.named_children():
+        for key in module.state_dict():
+            source = f"features.{key}"
+            if source not in backbone:
+                raise UserError(f"{path} is not a torchvision AlexNet state dict (no {source})")
+            trunk[f"{slice_name}.{key}"] = backbone[source]
+    model.net.load_state_dict(trunk, strict=True)
+    lin_path = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    lins = torch.load(lin_path, map_location="cpu", weights_only=True)
+    # `lins.N` aliases the same modules as `linN`; the file stores the `linN` names.
+    expected = {k for k in model.state_dict() if k.startswith("lin") and k[3].isdigit()}
+    if not expected <= set(lins):
+        raise UserError(f"{lin_path} lacks LPIPS linear layers {sorted(expected - set(lins))}")
+    model.load_state_dict(lins, strict=False)
+    model.eval().requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def frame_lpips(
+    preds: torch.Tensor, target: torch.Tensor, model: nn.Module, chunk: int = 128
+) -> torch.Tensor:
+    """``N,3,H,W`` pairs in [0,1] -> ``N,`` LPIPS distance (inputs scaled to [-1,1])."""
+    out = [
+        model(p, t, normalize=True).flatten()
+        for p, t in zip(preds.split(chunk), target.split(chunk), strict=True)
+    ]
+    return torch.cat(out).double()
+
+
+def video_lpips(
+    preds: torch.Tensor, target: torch.Tensor, model: nn.Module, chunk: int = 128
+) -> torch.Tensor:
+    """Per-clip LPIPS: ``B,T,3,H,W`` pairs in [0,1] -> ``B,`` mean over frames (float64)."""
+    _check_clips(preds, target)
+    b, t = preds.shape[:2]
+    return frame_lpips(preds.flatten(0, 1), target.flatten(0, 1), model, chunk).view(b, t).mean(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric classes
+
+
+class _ClipMean(Metric):
+    """Mean over clips of a per-clip score; ``batch_values`` keeps the latest update's ``B,``."""
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("clips", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.batch_values = torch.empty(0, dtype=torch.float64)
+
+    def _per_clip(self, *args: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, *args: torch.Tensor) -> None:
+        values = self._per_clip(*args).to(self.total.device, torch.float64)
+        self.batch_values = values
+        self.total += values.sum()
+        self.clips += values.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.clips
+
+
+class VideoPSNR(_ClipMean):
+    """PSNR (dB) per frame, averaged over frames then clips. ``update(preds, target)``: B,T,C,H,W.
+
+    >>> m = VideoPSNR()
+    >>> x = torch.zeros(2, 3, 3, 8, 8)
+    >>> m.update(x + 0.1, x)
+    >>> round(float(m.compute()), 4)
+    20.0
+    """
+
+    higher_is_better = True
+
+    def __init__(self, data_range: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_range = float(data_range)
+
+    def _per_clip(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return video_psnr(preds, target, self.data_range)
+
+
+class VideoSSIM(_ClipMean):
+    """SSIM per frame, averaged over frames then clips; ``window`` "uniform7" or "gaussian11"."""
+
+    higher_is_better = True
+
+    def __init__(self, data_range: float = 1.0, window: str = "uniform7", **kwargs) -> None:
+        super().__init__(**kwargs)
+        _ssim_kernel(window, torch.device("cpu"))  # validate the name now
+        self.data_range = float(data_range)
+        self.window = window
+
+    def _per_clip(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return video_ssim(preds, target, self.data_range, self.window)
+
+
+class VideoLPIPS(_ClipMean):
+    """LPIPS (AlexNet, v0.1) per frame, averaged over frames then clips; inputs in [0, 1].
+
+    ``model``: an LPIPS module to share (e.g. with :class:`SampleDiversity`); default
+    :func:`load_lpips`.
+    """
+
+    higher_is_better = False
+
+    def __init__(self, model: nn.Module | None = None, chunk: int = 128, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lpips_model = model if model is not None else load_lpips()
+        self.chunk = int(chunk)
+
+    def _per_clip(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return video_lpips(preds, target, self.lpips_model, self.chunk)
