@@ -1,7 +1,8 @@
 """The records that flow through ``prepare``: a raw clip found by a reader, and a processed clip
 ready for the writer.
 
-raw corpus -> readers (RawClip) -> clip.process_clip (ProcessedClip | ClipSkipped) -> writer (shards)
+raw corpus -> readers (RawClip) -> clip.process_clip (ProcessedClip | ClipSkipped)
+-> writer (shards)
 """
 
 from __future__ import annotations

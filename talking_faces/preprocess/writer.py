@@ -1,0 +1,325 @@
+"""The on-disk form of a prepared dataset: per-clip work files, LitData shards, manifest and pairs.
+
+raw corpus -> readers -> clip.process_clip (ProcessedClip) -> **writer** -> prepared dataset
+-> talking_faces.data (TalkingFaceDataModule)
+
+Layout of a prepared dataset ``OUT/`` (``pipeline.prepare`` drives the writing order)::
+
+    OUT/meta.json         every parameter that shaped the data; written last, so its presence
+                          means the dataset is complete
+    OUT/manifest.jsonl    one row per source clip, ok or skipped, with its split
+    OUT/pairs.json        the fixed (identity clip, audio clip) pairs of the test split
+    OUT/shards/<split>/   one LitData dataset per split (``index.json`` + ``chunk-*.bin``); the
+                          i-th sample is the manifest's ok row of that split with ``"index": i``
+                          (ok rows of a split in clip_id order)
+    OUT/.work/            only while preparing: ``config.json``, ``clips/<key>.npz`` (one finished
+                          clip each, written atomically) and ``status.jsonl`` (skipped clips);
+                          deleted once ``meta.json`` is written
+
+One shard sample (a dict; LitData needs the same keys and leaf types in every sample)::
+
+    clip_id          str
+    index            int     position of the sample in its split (= manifest "index")
+    speaker          int     index into meta["speakers"]; -1 when the source names no speaker
+                             (LRW: each clip is its own identity)
+    word             int     index into meta["words"] of the clip's word (LRW), -1 when none
+    num_frames       int     T
+    frames           bytes   T JPEG images (RGB, size x size) packed by :func:`pack_jpeg_frames`
+    waveform         float32 (T*640,)   16 kHz mono in [-1, 1]
+    mfcc             float32 (4T, 13)   100 Hz, c0 = log energy
+    logmel           float32 (4T, n_mels)
+    landmarks        float32 (T, 68, 2) crop pixels
+    landmarks_valid  bool    (T,)
+    words            int32   (n, 3)     spoken words (start frame, end frame exclusive,
+                                        index into meta["words"]); silence (sil/sp) left out
+
+The frames are one ``bytes`` leaf rather than a list of ``bytes`` because LitData requires every
+sample to have the same tree shape, and clips differ in length; the packing is the one LitData's
+``JpegArray`` serializer uses (uint32 count, uint32 sizes, concatenated JPEG files), stored
+undecoded so that a reader decodes only the frames of its window.
+
+Shards are written in-process with LitData's ``BinaryWriter`` (the writer ``litdata.optimize``
+runs in each of its workers) rather than through ``litdata.optimize``: the expensive per-clip work
+has already run in prepare's own worker pool (which also makes prepare resumable), so shard
+writing is a sequential copy of finished bytes; ``optimize`` would add a process spawn of about
+4-8 s per call on a small machine (measured for 20 tiny items) and would not keep the manifest's
+sample order with more than one worker. The result is a standard LitData dataset, read by
+``litdata.StreamingDataset`` from local disk or object storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from talking_faces.preprocess.types import ProcessedClip
+from talking_faces.utils.io import atomic_path, sha256_json
+
+#: version of the prepared-dataset layout described above
+FORMAT_VERSION = 1
+SHARD_FORMAT = "litdata"
+#: LitData chunk size; several chunks per split let DataLoader workers and DDP ranks stream
+#: different files
+CHUNK_BYTES = "64MB"
+#: alignment tokens that are not words
+SILENCE_TOKENS: frozenset[str] = frozenset({"sil", "sp", "SIL", "SP"})
+
+
+# ---------------------------------------------------------------------------- frame packing
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    """One RGB frame ``(H, W, 3) uint8`` as JPEG bytes (PIL, 4:2:0 chroma)."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def pack_jpeg_frames(frames: np.ndarray, quality: int) -> bytes:
+    """Pack ``(T, H, W, 3) uint8`` frames as ``uint32 T | uint32 sizes[T] | JPEG files``."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    jpegs = [encode_jpeg(f, quality) for f in frames]
+    header = np.array([len(jpegs), *(len(j) for j in jpegs)], dtype="<u4").tobytes()
+    return b"".join([header, *jpegs])
+
+
+def jpeg_offsets(blob: bytes | memoryview) -> np.ndarray:
+    """Byte offsets ``(T + 1,) int64`` of the JPEG files in a packed blob: frame t is
+    ``blob[off[t]:off[t + 1]]``."""
+    n = int(np.frombuffer(blob, dtype="<u4", count=1)[0])
+    sizes = np.frombuffer(blob, dtype="<u4", count=n, offset=4).astype(np.int64)
+    off = np.empty(n + 1, dtype=np.int64)
+    off[0] = 4 * (n + 1)
+    np.cumsum(sizes, out=off[1:])
+    off[1:] += off[0]
+    if off[-1] != len(blob):
+        raise ValueError(f"packed frames are {len(blob)} bytes, header says {int(off[-1])}")
+    return off
+
+
+def unpack_jpeg_frames(blob: bytes | memoryview) -> list[bytes]:
+    """The JPEG files of a packed blob, in frame order."""
+    off = jpeg_offsets(blob)
+    mv = memoryview(blob)
+    return [bytes(mv[off[i] : off[i + 1]]) for i in range(len(off) - 1)]
+
+
+# ---------------------------------------------------------------------------- work folder
+
+
+def clip_key(clip_id: str) -> str:
+    """File-name-safe key of a clip id (the work file of ``clip_id`` is ``clips/<key>.npz``)."""
+    return hashlib.sha1(clip_id.encode()).hexdigest()[:20]
+
+
+def save_clip_file(path: Path, clip: ProcessedClip, jpeg_quality: int) -> None:
+    """Write one finished clip to ``path`` (npz, no pickle) atomically."""
+    words = [(int(s), int(e), str(w)) for s, e, w in clip.words if w not in SILENCE_TOKENS]
+    info = {
+        "clip_id": clip.clip_id,
+        "speaker": clip.speaker,
+        "word": clip.word,
+        "split_hint": clip.split_hint,
+        "num_frames": clip.num_frames,
+        "source_sha256": clip.source_sha256,
+    }
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            info=np.array(json.dumps(info, sort_keys=True)),
+            frames=np.frombuffer(pack_jpeg_frames(clip.frames, jpeg_quality), dtype=np.uint8),
+            waveform=np.ascontiguousarray(clip.waveform, dtype=np.float32),
+            mfcc=np.ascontiguousarray(clip.mfcc, dtype=np.float32),
+            logmel=np.ascontiguousarray(clip.logmel, dtype=np.float32),
+            landmarks=np.ascontiguousarray(clip.landmarks, dtype=np.float32),
+            landmarks_valid=np.ascontiguousarray(clip.landmarks_valid, dtype=bool),
+            word_frames=np.array([(s, e) for s, e, _ in words], dtype=np.int32).reshape(-1, 2),
+            word_text=np.array([w for _, _, w in words], dtype=str),
+        )
+
+
+def read_clip_info(path: Path) -> dict[str, Any]:
+    """The small ``info`` record of a work file (reads only that member)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["info"]))
+
+
+def read_clip_words(path: Path) -> list[str]:
+    """The aligned words of a work file (reads only that member)."""
+    with np.load(path, allow_pickle=False) as z:
+        return [str(w) for w in z["word_text"]]
+
+
+def load_clip_file(path: Path) -> dict[str, Any]:
+    """Everything a work file holds: ``info`` (dict) plus its arrays."""
+    with np.load(path, allow_pickle=False) as z:
+        out: dict[str, Any] = {k: z[k] for k in z.files if k != "info"}
+        out["info"] = json.loads(str(z["info"]))
+    return out
+
+
+class WorkDir:
+    """``OUT/.work``: the resumable state of an unfinished ``prepare``.
+
+    A clip is finished when its work file exists (processed) or ``status.jsonl`` has a row for it
+    (skipped). ``status.jsonl`` is appended one flushed line at a time; a torn last line from a
+    killed run is ignored, so that clip is simply redone.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.clips = self.root / "clips"
+        self.status = self.root / "status.jsonl"
+        self.config = self.root / "config.json"
+
+    def create(self, config: dict[str, Any]) -> None:
+        self.clips.mkdir(parents=True, exist_ok=True)
+        if not self.config.exists():
+            with atomic_path(self.config) as tmp:
+                tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict[str, Any] | None:
+        if not self.config.exists():
+            return None
+        return json.loads(self.config.read_text())
+
+    def clip_path(self, clip_id: str) -> Path:
+        return self.clips / f"{clip_key(clip_id)}.npz"
+
+    def skipped(self) -> dict[str, dict[str, Any]]:
+        """clip_id -> status row of every clip recorded as skipped."""
+        rows: dict[str, dict[str, Any]] = {}
+        if not self.status.exists():
+            return rows
+        for line in self.status.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "clip_id" in row:
+                rows[row["clip_id"]] = row
+        return rows
+
+    def record_skip(
+        self, clip_id: str, reason: str, detail: str, source_sha256: str | None
+    ) -> None:
+        row = {
+            "clip_id": clip_id,
+            "reason": reason,
+            "detail": detail,
+            "source_sha256": source_sha256,
+        }
+        # A torn last line (killed mid-write) must not glue onto this row.
+        prefix = ""
+        if self.status.exists() and self.status.stat().st_size > 0:
+            with open(self.status, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    prefix = "\n"
+        with open(self.status, "a") as f:
+            f.write(prefix + json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------- shards
+
+
+def shard_sample(
+    clip: dict[str, Any], index: int, speaker_index: dict[str, int], word_index: dict[str, int]
+) -> dict[str, Any]:
+    """The shard sample of a loaded work file (see the module docstring for the fields)."""
+    info = clip["info"]
+    words = np.array(
+        [
+            (int(s), int(e), word_index[str(w)])
+            for (s, e), w in zip(clip["word_frames"], clip["word_text"], strict=True)
+        ],
+        dtype=np.int32,
+    ).reshape(-1, 3)
+    return {
+        "clip_id": str(info["clip_id"]),
+        "index": int(index),
+        "speaker": int(speaker_index.get(info["speaker"], -1)),
+        "word": int(word_index[info["word"]]) if info.get("word") else -1,
+        "num_frames": int(info["num_frames"]),
+        "frames": clip["frames"].tobytes(),
+        "waveform": clip["waveform"],
+        "mfcc": clip["mfcc"],
+        "logmel": clip["logmel"],
+        "landmarks": clip["landmarks"],
+        "landmarks_valid": clip["landmarks_valid"],
+        "words": words,
+    }
+
+
+def write_shards(dest: Path, samples: Iterable[dict[str, Any]]) -> int:
+    """Write ``samples`` in order as one LitData dataset in folder ``dest``; return the count.
+
+    Nothing is written for zero samples (the reader treats a missing split folder as empty).
+    """
+    from litdata.streaming.writer import BinaryWriter
+
+    writer: BinaryWriter | None = None
+    n = 0
+    for sample in samples:
+        if writer is None:
+            dest.mkdir(parents=True, exist_ok=True)
+            writer = BinaryWriter(str(dest), chunk_bytes=CHUNK_BYTES)
+        writer.add_item(n, sample)
+        n += 1
+    if writer is not None:
+        writer.done()
+        writer.merge(num_workers=1)
+    return n
+
+
+# ---------------------------------------------------------------------------- manifest, pairs
+
+
+def write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``manifest.jsonl`` (one JSON object per line, sorted keys) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_manifest_text(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def make_pairs(test_rows: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """The fixed evaluation pairs of the test split.
+
+    For every ok test clip (in clip_id order): a ``same-clip`` pair (identity and audio from that
+    clip), then, when its speaker has another ok test clip, a ``cross-clip`` pair whose identity
+    clip is one of those, drawn with ``numpy.random.default_rng(seed)``. ``sha256`` is
+    :func:`~talking_faces.utils.io.sha256_json` of the pair list.
+    """
+    rows = sorted((r for r in test_rows if r["status"] == "ok"), key=lambda r: r["clip_id"])
+    by_speaker: dict[str, list[str]] = {}
+    for r in rows:
+        by_speaker.setdefault(r["speaker"], []).append(r["clip_id"])
+    rng = np.random.default_rng(seed)
+    pairs: list[dict[str, str]] = []
+    for r in rows:
+        cid = r["clip_id"]
+        pairs.append({"identity": cid, "audio": cid, "kind": "same-clip"})
+        others = [c for c in by_speaker[r["speaker"]] if c != cid]
+        if others:
+            pairs.append(
+                {
+                    "identity": others[int(rng.integers(len(others)))],
+                    "audio": cid,
+                    "kind": "cross-clip",
+                }
+            )
+    return {"split": "test", "seed": seed, "pairs": pairs, "sha256": sha256_json(pairs)}
