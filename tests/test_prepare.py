@@ -141,7 +141,7 @@ def test_grid_end_to_end(grid_raw: Path, grid_prep: Path) -> None:
     assert meta["counts"]["ok"] == 9 and meta["counts"]["skipped"] == 0
     rows = manifest(grid_prep)
     assert len(rows) == 9 and all(r["status"] == "ok" for r in rows)
-    assert all(abs(r["frames"] - 75) <= 1 for r in rows)  # 3 s at 25 fps (MPEG edge frames)
+    assert all(r["frames"] == 75 for r in rows)  # 3 s at 25 fps
     for spk in ("s1", "s2", "s3"):  # utterances: per speaker one train, one val, one test
         assert sorted(r["split"] for r in rows if r["speaker"] == spk) == ["test", "train", "val"]
     assert sorted(shard_clip_ids(grid_prep)) == sorted(r["clip_id"] for r in rows)

@@ -144,7 +144,9 @@ def resample_index(times: np.ndarray, fps: float, target_fps: float = FPS) -> np
     n = len(times)
     duration = float(times[-1] - times[0]) + 1.0 / fps
     count = max(1, int(math.floor(duration * target_fps + 0.5)))
-    if n == count and abs(fps - target_fps) < 1e-3:
+    if abs(fps - target_fps) < 1e-3 and abs(n - count) <= 1:
+        # Already at the target rate: a single odd timestamp (MPEG-PS muxers produce them) must
+        # not duplicate a frame, so keep the decoded frames as they are.
         return np.arange(n, dtype=np.int64)
     wanted = times[0] + np.arange(count) / target_fps
     right = np.clip(np.searchsorted(times, wanted, side="left"), 1, n - 1) if n > 1 else None
