@@ -18,7 +18,7 @@ from talking_faces import __version__
 from talking_faces.errors import UserError
 
 #: subcommand modules under ``talking_faces.commands``, in the order ``--help`` lists them
-COMMANDS: list[str] = ["synth", "prepare"]
+COMMANDS: list[str] = ["synth", "prepare", "fit"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,165 @@
+"""ldm: stochastic talking faces by latent distribution matching (Yadav et al., Interspeech 2020).
+
+Batch (identity, frames, audio) -> **LDM** -> generated frames; selected by ``model.name: ldm``.
+
+SVG-LP (Denton and Fergus 2018) with the learned prior conditioned on audio (PAPERS.md "ldm"):
+
+- a VGG frame encoder ``E`` (:class:`~talking_faces.nn.vgg.VGGEncoder`) gives each frame a code
+  ``h`` and skip maps; a decoder ``D`` mirrors it, fed skips of the reference frame only;
+- an audio CNN (:class:`~talking_faces.nn.audio.AudioEncoder`) gives each frame's MFCC window a
+  code ``a_t``;
+- a Gaussian LSTM posterior ``q(z_t | x_t)`` over frame codes and a Gaussian LSTM prior
+  ``p(z_t | a_t)`` over audio codes;
+- an LSTM frame predictor ``g_t = LSTM([h_{t-1}, z_t])`` and ``x^_t = D(g_t, skips(x_ref))``.
+
+Training (teacher forcing): ``h_{t-1} = E(x_{t-1})``, ``z_t ~ q(.|E(x_t))``; loss
+``sum_t MSE(x^_t, x_t) + beta * sum_t KL(q_t || p_t)`` with the KL of two diagonal Gaussians
+computed from log-variances (the authors' code passes a standard deviation where its KL expects a
+log-variance; we do not). Generation: ``z_t ~ p(.|a_t)`` and the generated frame is fed back,
+``h_{t-1} = E(x^_{t-1})``.
+
+Where our batch contract differs from the paper's loader, the choice made here:
+
+- The reference frame ``x_ref`` is the batch's ``identity`` image (the paper uses the first frame
+  of the clip). Its skips go to the decoder and ``E(identity)`` stands in for ``h_{-1}``, so all T
+  target frames are predicted in training (t = 0..T-1) and ``generate`` returns T frames for T
+  audio windows, frame 0 included. The paper predicts frames 1..T-1 given the real frame 0.
+- MSE is the mean over pixels of each frame and batch, summed over frames; the KL is summed over
+  latent dimensions, averaged over the batch and summed over frames (as in the authors' code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from talking_faces.models.base import ModelConfig, TalkingFaceModule
+from talking_faces.nn.audio import AudioEncoder
+from talking_faces.nn.recurrent import LSTM, GaussianLSTM, gaussian_kl, reparameterize
+from talking_faces.nn.vgg import VGGDecoder, VGGEncoder, init_weights
+
+
+@dataclass
+class LDMConfig(ModelConfig):
+    """ldm hyper-parameters; defaults are the published run (128 px, z 24, beta 1e-6)."""
+
+    name: str = "ldm"
+    optimizer: str = "rmsprop"
+    lr: float = 2e-4
+    #: the authors' RMSprop settings
+    alpha: float = 0.9
+    eps: float = 1e-8
+    #: frame encoder/decoder channels and conv layers per block (first log2(size)-2 used)
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])
+    block_layers: list[int] = field(default_factory=lambda: [2, 2, 3, 3, 3])
+    #: frame code size (g_dim)
+    code_dim: int = 128
+    #: latent size per frame
+    z_dim: int = 24
+    #: LSTM width of posterior, prior and frame predictor
+    rnn_size: int = 256
+    posterior_layers: int = 1
+    prior_layers: int = 1
+    predictor_layers: int = 2
+    #: audio CNN: four conv widths, hidden FC width, output code size
+    audio_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
+    audio_hidden: int = 2048
+    audio_code_dim: int = 128
+    #: weight of KL(q || p) in the loss
+    beta: float = 1e-6
+
+
+class LDM(TalkingFaceModule):
+    """The ldm model (see the module docstring)."""
+
+    Config = LDMConfig
+    stochastic = True
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c: LDMConfig = self.config
+        self.encoder = VGGEncoder(c.image_size, c.code_dim, c.channels, c.block_layers)
+        self.decoder = VGGDecoder(c.image_size, c.code_dim, c.channels, c.block_layers)
+        self.audio_encoder = AudioEncoder(
+            c.audio_window, c.audio_features, c.audio_channels, c.audio_hidden, c.audio_code_dim
+        )
+        self.posterior = GaussianLSTM(c.code_dim, c.z_dim, c.rnn_size, c.posterior_layers)
+        self.prior = GaussianLSTM(c.audio_code_dim, c.z_dim, c.rnn_size, c.prior_layers)
+        self.predictor = LSTM(c.code_dim + c.z_dim, c.code_dim, c.rnn_size, c.predictor_layers)
+        for module in (self.encoder, self.decoder, self.audio_encoder):
+            module.apply(init_weights)
+
+    def _audio_codes(self, audio: Tensor) -> Tensor:
+        """``B,T,W,F`` -> ``B,T,audio_code_dim``."""
+        b, t = audio.shape[:2]
+        return self.audio_encoder(audio.flatten(0, 1)).view(b, t, -1)
+
+    def loss(
+        self, batch: Mapping[str, Any], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Teacher-forced reconstruction with posterior samples.
+
+        Returns ``loss`` (sum over frames of MSE + beta * KL), and per-frame means ``mse`` and
+        ``kl`` for logging.
+        """
+        frames, identity, audio = batch["frames"], batch["identity"], batch["audio"]
+        b, t = frames.shape[:2]
+        # one encoder pass over [identity, x_0 .. x_{T-1}] for all teacher-forced inputs
+        codes, skips = self.encoder(torch.cat([identity[:, None], frames], 1).flatten(0, 1))
+        codes = codes.view(b, t + 1, -1)
+        ref_skips = [s.view(b, t + 1, *s.shape[1:])[:, 0] for s in skips]
+        h_prev, h_target = codes[:, :-1], codes[:, 1:]
+        mu_q, logvar_q, _ = self.posterior(h_target)
+        mu_p, logvar_p, _ = self.prior(self._audio_codes(audio))
+        z = reparameterize(mu_q, logvar_q, self.noise_generator(generator))
+        g, _ = self.predictor(torch.cat([h_prev, z], -1))
+        pred = self.decoder(g.flatten(0, 1), [_repeat(s, t) for s in ref_skips])
+        pred = pred.view(b, t, *pred.shape[1:])
+        mse = F.mse_loss(pred.float(), frames.float(), reduction="none").mean(dim=(0, 2, 3, 4))
+        kl = gaussian_kl(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float()).mean(0)
+        loss = mse.sum() + self.config.beta * kl.sum()
+        return {"loss": loss, "mse": mse.mean().detach(), "kl": kl.mean().detach()}
+
+    def generate(
+        self,
+        identity: Tensor,
+        audio: Tensor,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Autoregressive sampling with ``z_t`` from the audio prior.
+
+        ``identity`` ``B,3,H,W`` in [0,1]; ``audio`` ``B,T,W,F``; returns ``B,K,T,3,H,W`` in
+        [0,1], K = ``num_samples``. ``generator`` (on the model's device) seeds every ``z_t``.
+        """
+        self.check_num_samples(num_samples)
+        b, t = audio.shape[:2]
+        k = num_samples
+        h, skips = self.encoder(identity)
+        mu_p, logvar_p, _ = self.prior(self._audio_codes(audio))
+        # samples of one input are rows b*K .. b*K+K-1
+        h = h.repeat_interleave(k, 0)
+        skips = [s.repeat_interleave(k, 0) for s in skips]
+        z = reparameterize(
+            mu_p.repeat_interleave(k, 0), logvar_p.repeat_interleave(k, 0), generator
+        )
+        state = None
+        out = []
+        for step in range(t):
+            g, state = self.predictor.step(torch.cat([h, z[:, step]], -1), state)
+            frame = self.decoder(g, skips)
+            out.append(frame)
+            if step + 1 < t:
+                h, _ = self.encoder(frame)
+        video = torch.stack(out, 1)
+        return video.view(b, k, t, *video.shape[2:])
+
+
+def _repeat(x: Tensor, t: int) -> Tensor:
+    """``N,...`` -> ``N*t,...`` with each row repeated ``t`` times in place."""
+    return x[:, None].expand(x.shape[0], t, *x.shape[1:]).reshape(-1, *x.shape[1:])

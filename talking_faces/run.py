@@ -1,0 +1,575 @@
+"""One training run: run folder, datamodule, model, loggers, trainer, resume.
+
+config (:func:`talking_faces.config.load_config`) -> **fit** -> run folder ``out/name/``:
+
+- ``config.yaml``: the resolved config (rewritten when a run is resumed; earlier ones are kept as
+  ``config.<n>.yaml``)
+- ``git.json``: commit of the code that ran (and whether the tree had uncommitted changes)
+- ``checkpoints/last.ckpt`` and ``checkpoints/best-<step>.ckpt`` (best by ``checkpoint.monitor``)
+- ``metrics.csv`` (always; a resumed run appends to it), ``fit.log`` (Lightning's log lines)
+- ``samples/*.mp4``: real | generated side by side with the audio muxed, every
+  ``logger.sample_every_n_val`` validations; also sent to W&B when ``logger.wandb=true``
+- ``wandb/`` (offline unless ``WANDB_MODE`` says otherwise), ``tensorboard/`` when asked for.
+
+When the prepared dataset holds a trained landmark expert (``<data.root>/experts/landmarks.ckpt``),
+methods also log ``val/lmd`` (mouth LMD of their validation samples), which ``checkpoint.monitor``
+may then name.
+
+``ckpt_path=last`` continues the run folder's ``last.ckpt`` (or starts from step 0 if the run
+never wrote one), so a killed job can be restarted with the same command plus ``ckpt_path=last``.
+Checkpoints are written atomically and carry the model's training-noise generator, so a resumed
+single-process run ends with the same weights as an uninterrupted one. Under DDP, every rank runs
+this module (Lightning's launcher re-executes the command); only global rank 0 writes the run
+folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from talking_faces.config import require_complete, to_dict, to_yaml
+from talking_faces.errors import UserError
+from talking_faces.utils.io import atomic_path, write_json_atomic, write_text_atomic
+
+log = logging.getLogger("talking_faces.run")
+
+#: video frame rate and audio sample rate of every prepared dataset
+FPS = 25
+SAMPLE_RATE = 16000
+#: model config fields that fit fills from the data
+DATA_FIELDS = ("image_size", "audio_window", "audio_features")
+
+
+# ------------------------------------------------------------------------------------ ranks
+def global_rank_from_env() -> int:
+    """This process's global rank as launchers announce it (0 when not distributed)."""
+    for var in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    # Lightning's subprocess launcher sets LOCAL_RANK/NODE_RANK on the processes it starts
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")) or 0)
+    return local + node * 10_000  # only "is it zero" matters here
+
+
+# ------------------------------------------------------------------------------- run folder
+def run_dir_of(cfg: DictConfig) -> Path:
+    """``out/name`` (``name`` defaults to ``model.name``)."""
+    return Path(cfg.out) / (cfg.name or cfg.model.name)
+
+
+def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint to resume from (``ckpt_path``: None, ``last`` or a path), or None."""
+    if cfg.ckpt_path is None:
+        return None
+    if cfg.ckpt_path == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path {path} does not exist; pass a .ckpt file or ckpt_path=last")
+    return str(path)
+
+
+def _git_info() -> dict[str, Any]:
+    repo = Path(__file__).resolve().parents[1]
+    info: dict[str, Any] = {"commit": None, "dirty": None, "repo": str(repo)}
+    try:
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        info["dirty"] = bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        pass  # not a git checkout (an installed package): the commit stays unknown
+    return info
+
+
+def prepare_run_dir(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
+    """Create (or reopen, when resuming) the run folder and write config and git info."""
+    if not resuming and cfg.ckpt_path is None and (run_dir / "config.yaml").exists():
+        raise UserError(
+            f"run folder {run_dir} already exists; resume it with ckpt_path=last or pick "
+            "another name=..."
+        )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    old = run_dir / "config.yaml"
+    if old.exists():
+        n = 1
+        while (run_dir / f"config.{n}.yaml").exists():
+            n += 1
+        os.replace(old, run_dir / f"config.{n}.yaml")
+    write_text_atomic(old, to_yaml(cfg))
+    write_json_atomic(run_dir / "git.json", _git_info())
+
+
+# ---------------------------------------------------------------------------- checkpointing
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed, so a kill never leaves half a file."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class RunInfo(Callback):
+    """Puts the resolved run config into every checkpoint (``checkpoint["run_config"]``)."""
+
+    def __init__(self, run_config: dict[str, Any]) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
+        checkpoint["run_config"] = self.run_config
+
+
+# ----------------------------------------------------------------------------------- loggers
+class _AppendingWriter(ExperimentWriter):
+    """CSV writer that keeps the rows a resumed run already wrote (Lightning's deletes them)."""
+
+    def __init__(self, log_dir: str, keep_until_step: int | None) -> None:
+        self._keep_until_step = keep_until_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        import csv
+
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        if self._keep_until_step is None:  # a fresh run: start the file over
+            path.unlink()
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys = list(reader.fieldnames or [])
+            # rows from the checkpoint's step on were logged by the killed run after it saved;
+            # the resumed run logs them again
+            rows = [r for r in reader if int(float(r.get("step") or 0)) < self._keep_until_step]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys
+
+
+class RunCSVLogger(CSVLogger):
+    """``metrics.csv`` directly in the run folder; appends when the run is resumed."""
+
+    def __init__(self, run_dir: Path, keep_until_step: int | None) -> None:
+        super().__init__(save_dir=str(run_dir), name="", version="")
+        self._keep_until_step = keep_until_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(self.log_dir, self._keep_until_step)
+        return self._experiment
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    if path is None:
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return int(ckpt.get("global_step", 0))
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> list[Logger]:
+    loggers: list[Logger] = [RunCSVLogger(run_dir, resume_step)]
+    if cfg.logger.wandb:
+        from lightning.pytorch.loggers import WandbLogger
+
+        id_file = run_dir / "wandb_id.txt"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = f"{run_dir.name}-{int(time.time())}"
+            if global_rank_from_env() == 0:
+                write_text_atomic(id_file, run_id + "\n")
+        loggers.append(
+            WandbLogger(
+                project=cfg.logger.wandb_project,
+                entity=cfg.logger.wandb_entity,
+                name=run_dir.name,
+                id=run_id,
+                resume="allow",
+                tags=list(cfg.logger.wandb_tags),
+                save_dir=str(run_dir),
+                # offline unless the user's environment chose a mode
+                offline="WANDB_MODE" not in os.environ,
+                config=to_dict(cfg),
+            )
+        )
+    if cfg.logger.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    return loggers
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    """Fail before anything is written when an optional logger's package is missing."""
+    import importlib.util
+
+    if cfg.logger.tensorboard and not any(
+        importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
+    ):
+        raise UserError(
+            "logger.tensorboard=true needs the tensorboard package: pip install tensorboard"
+        )
+    if cfg.logger.wandb and importlib.util.find_spec("wandb") is None:
+        raise UserError("logger.wandb=true needs the wandb package: pip install wandb")
+
+
+# ------------------------------------------------------------------------------ sample videos
+def write_clip_mp4(
+    path: str | os.PathLike[str],
+    video: np.ndarray,
+    waveform: np.ndarray | None,
+    fps: int = FPS,
+    sample_rate: int = SAMPLE_RATE,
+) -> None:
+    """Write ``video`` (``T,H,W,3`` uint8) as H.264 with ``waveform`` (float, mono) as AAC.
+
+    Written atomically; H and W must be even (yuv420p).
+    """
+    import av
+
+    t, h, w, _ = video.shape
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        vs = container.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": "18", "preset": "veryfast"}
+        audio_stream = None
+        if waveform is not None and waveform.size:
+            audio_stream = container.add_stream("aac", rate=sample_rate)
+            audio_stream.layout = "mono"
+        for frame in video:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in vs.encode():
+            container.mux(packet)
+        if audio_stream is not None:
+            samples = np.clip(waveform.astype(np.float32), -1.0, 1.0)[None]
+            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            af.sample_rate = sample_rate
+            af.pts = 0
+            for packet in audio_stream.encode(af):
+                container.mux(packet)
+            for packet in audio_stream.encode():
+                container.mux(packet)
+
+
+class SampleVideos(Callback):
+    """Every ``every_n_val`` validations, write real | generated clips of the first val batch."""
+
+    def __init__(self, folder: Path, every_n_val: int, num_videos: int) -> None:
+        self.folder = Path(folder)
+        self.every_n_val = every_n_val
+        self.num_videos = num_videos
+        self.validations = 0
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if (
+            batch_idx != 0
+            or dataloader_idx != 0
+            or trainer.sanity_checking
+            or not trainer.is_global_zero
+            or self.every_n_val <= 0
+            or self.validations % self.every_n_val != 0
+            or not isinstance(outputs, Mapping)
+            or "generated" not in outputs
+        ):
+            return
+        paths, captions = self.write(trainer.global_step, batch, outputs["generated"])
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_video(
+                    "val/samples",
+                    videos=paths,
+                    step=trainer.global_step,
+                    caption=captions,
+                    format=["mp4"] * len(paths),
+                )
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validations += 1
+
+    def write(self, step: int, batch: Mapping[str, Any], generated: torch.Tensor):
+        """Write up to ``num_videos`` mp4 files; return their paths and captions."""
+        real = batch["frames"][: self.num_videos].float().cpu()
+        fake = generated[: self.num_videos].float().cpu()
+        side = torch.cat([real, fake], dim=-1).clamp(0, 1)  # N,T,3,H,2W
+        video = (side.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
+        wave = batch.get("waveform")
+        ids = batch.get("clip_id") or [str(i) for i in range(len(video))]
+        paths, captions = [], []
+        for i, clip in enumerate(video):
+            path = self.folder / f"step{step:07d}-{i}.mp4"
+            audio = wave[i].float().cpu().numpy() if wave is not None else None
+            write_clip_mp4(path, clip, audio)
+            paths.append(str(path))
+            captions.append(f"{ids[i]} (real | generated), step {step}")
+        return paths, captions
+
+
+# ------------------------------------------------------------------------------- components
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """:class:`talking_faces.data.TalkingFaceDataModule` from ``cfg.data`` and ``cfg.seed``."""
+    from talking_faces.data import TalkingFaceDataModule
+
+    d = cfg.data
+    return TalkingFaceDataModule(
+        root=d.root,
+        num_frames=d.num_frames,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        identity=d.identity,
+        audio_feature=d.audio_feature,
+        audio_window=d.audio_window,
+        audio_pad=d.audio_pad,
+        drop_c0=d.drop_c0,
+        seed=cfg.seed,
+        train_split=d.train_split,
+        val_split=d.val_split,
+        test_split=d.test_split,
+        pin_memory=d.pin_memory,
+        cache_dir=d.cache_dir,
+    )
+
+
+def data_shapes(cfg: DictConfig, datamodule: Any) -> dict[str, int]:
+    """``image_size``, ``audio_window``, ``audio_features`` of the batches ``datamodule`` makes."""
+    return {
+        "image_size": int(datamodule.image_size),
+        "audio_window": int(cfg.data.audio_window),
+        "audio_features": int(datamodule.audio_dim),
+    }
+
+
+def fill_model_shapes(cfg: DictConfig, shapes: Mapping[str, int]) -> None:
+    """Set ``model.image_size``/``audio_window``/``audio_features`` from the data (in place).
+
+    A value set in the config that disagrees with the data is a :class:`UserError`.
+    """
+    for key, value in shapes.items():
+        if key not in cfg.model:
+            continue
+        given = cfg.model[key]
+        if given is None:
+            cfg.model[key] = value
+        elif int(given) != int(value):
+            raise UserError(
+                f"model.{key}={given} but the dataset {cfg.data.root} gives {value}; set "
+                f"model.{key}={value} (or null to take it from the data)"
+            )
+
+
+def attach_landmark_expert(model: L.LightningModule, cfg: DictConfig) -> str | None:
+    """Give a method the dataset's landmark expert for ``val/lmd``; return its path, or None.
+
+    Only for talking-face methods, and only when ``<data.root>/experts/landmarks.ckpt`` exists
+    (``talking-faces fit experiments/experts/landmarks.yaml data.root=...`` writes it).
+    """
+    from talking_faces.models import TalkingFaceModule
+
+    if not isinstance(model, TalkingFaceModule) or "://" in str(cfg.data.root):
+        return None
+    from talking_faces.experts import expert_path, load_expert
+
+    path = expert_path(cfg.data.root, "landmarks")
+    if not path.is_file():
+        return None
+    expert, _ = load_expert(path, "landmarks")
+    model.attach_landmark_model(expert)
+    return str(path)
+
+
+def build_trainer(
+    cfg: DictConfig,
+    run_dir: Path,
+    loggers: list[Logger],
+    extra_callbacks: list[Callback] | None = None,
+) -> L.Trainer:
+    """``lightning.Trainer`` from ``cfg.trainer`` with the run folder's checkpoints."""
+    t = cfg.trainer
+    ckdir = run_dir / "checkpoints"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=ckdir,
+            filename="best-{step:07d}",
+            monitor=cfg.checkpoint.monitor,
+            mode=cfg.checkpoint.mode,
+            save_top_k=cfg.checkpoint.save_top_k,
+            save_last=True,
+            auto_insert_metric_name=False,
+        ),
+        RunInfo(to_dict(cfg)),
+    ]
+    if cfg.checkpoint.every_n_train_steps:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckdir,
+                save_top_k=0,
+                save_last=True,
+                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+            )
+        )
+    callbacks += extra_callbacks or []
+    quiet = os.environ.get("TALKING_FACES_QUIET") == "1"
+    try:
+        return L.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            num_nodes=t.num_nodes,
+            precision=t.precision,
+            max_steps=t.max_steps,
+            max_epochs=t.max_epochs,
+            max_time=t.max_time,
+            val_check_interval=t.val_check_interval,
+            check_val_every_n_epoch=t.check_val_every_n_epoch,
+            limit_train_batches=t.limit_train_batches,
+            limit_val_batches=t.limit_val_batches,
+            num_sanity_val_steps=t.num_sanity_val_steps,
+            gradient_clip_val=t.gradient_clip_val,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            log_every_n_steps=t.log_every_n_steps,
+            deterministic=t.deterministic,
+            callbacks=callbacks,
+            logger=loggers,
+            default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=not quiet,
+            enable_model_summary=not quiet,
+        )
+    except (MisconfigurationException, ValueError) as exc:
+        raise UserError(f"trainer config: {str(exc).splitlines()[0]}") from None
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+    return handler
+
+
+# ---------------------------------------------------------------------------------------- fit
+def fit(cfg: DictConfig) -> Path:
+    """Train the run ``cfg`` describes; return its run folder.
+
+    Raises:
+        UserError: an incomplete config, an existing run folder without ``ckpt_path``, a dataset
+            that does not match the model config, a trainer setting Lightning refuses.
+    """
+    require_complete(cfg)
+    check_loggers(cfg)
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, True)
+    rank = global_rank_from_env()
+    run_dir = run_dir_of(cfg)
+    ckpt = resolve_ckpt(cfg, run_dir)
+    resume_step = _checkpoint_step(ckpt)
+    if cfg.ckpt_path == "last" and ckpt is None and rank == 0:
+        log.info("no checkpoint in %s; starting from step 0", run_dir / "checkpoints")
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    fill_model_shapes(cfg, data_shapes(cfg, datamodule))
+    from talking_faces.models import model_class
+
+    model = model_class(cfg.model.name)(cfg.model)
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    landmark_expert = attach_landmark_expert(model, cfg)
+
+    if rank == 0:
+        prepare_run_dir(cfg, run_dir, resuming=ckpt is not None)
+        handler = _log_to_file(run_dir / "fit.log")
+        if landmark_expert:
+            log.info("val/lmd scored with the landmark expert %s", landmark_expert)
+    else:
+        _wait_for(run_dir / "config.yaml")
+        handler = None
+    try:
+        loggers = build_loggers(cfg, run_dir, resume_step)
+        samples = SampleVideos(
+            run_dir / "samples", cfg.logger.sample_every_n_val, cfg.logger.sample_videos
+        )
+        trainer = build_trainer(cfg, run_dir, loggers, [samples])
+        # the seed again: building the datamodule and model drew from the global generators
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        except MisconfigurationException as exc:
+            if "could not find the monitored key" not in str(exc):
+                raise
+            raise UserError(
+                f"checkpoint.monitor={cfg.checkpoint.monitor!r} is not logged by model "
+                f"'{cfg.model.name}'; use e.g. checkpoint.monitor=val/loss"
+            ) from None
+        if trainer.global_step == 0 and cfg.trainer.max_steps != 0:
+            raise UserError(
+                f"no training batches: the {cfg.data.train_split!r} split of {cfg.data.root} "
+                f"gives less than data.batch_size={cfg.data.batch_size} windows per process; "
+                "lower data.batch_size or data.num_frames"
+            )
+        if not trainer.interrupted:
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    finally:
+        if handler is not None:
+            for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
+                logging.getLogger(name).removeHandler(handler)
+            handler.close()
+    return run_dir
+
+
+def _wait_for(path: Path, timeout_s: float = 600.0) -> None:
+    """Non-zero ranks started by an external launcher wait for rank 0's run folder."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise UserError(f"rank 0 did not create {path} within {timeout_s:.0f} s")
+        time.sleep(0.2)

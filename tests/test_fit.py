@@ -1,0 +1,306 @@
+"""``talking-faces fit`` end to end on a prepared synthetic corpus (synth -> prepare -> fit).
+
+Run folder contents, loss going down, resume after a kill giving the weights of an uninterrupted
+run, DDP on two CPU processes, W&B offline with sample videos.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+import torch
+import yaml
+
+from talking_faces.cli import main
+from talking_faces.models import load_model
+from talking_faces.models.ldm import LDM
+
+ROOT = Path(__file__).resolve().parents[1]
+EXP = ROOT / "experiments"
+CONFIGS = [
+    str(EXP / "base.yaml"),
+    str(EXP / "data/synthetic.yaml"),
+    str(EXP / "model/ldm_tiny.yaml"),
+]
+CLI = [sys.executable, "-m", "talking_faces"]
+
+
+def fit_args(prep: Path, out: Path, name: str, *extra: str) -> list[str]:
+    return [
+        "fit",
+        *CONFIGS,
+        f"data.root={prep}",
+        f"out={out}",
+        f"name={name}",
+        "data.num_workers=0",
+        "data.batch_size=2",
+        "data.num_frames=4",
+        "trainer.log_every_n_steps=1",
+        "trainer.limit_val_batches=1",
+        *extra,
+    ]
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
+    return [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP spinning makes 2 threads far slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["TALKING_FACES_QUIET"] = "1"
+    e["OMP_NUM_THREADS"] = "1"
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+@pytest.mark.slow
+def test_fit_writes_run_folder_and_learns(prepared_grid: Path, tmp_path: Path) -> None:
+    args = fit_args(
+        prepared_grid,
+        tmp_path,
+        "tiny",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=20",
+        "logger.sample_videos=1",
+    )
+    assert main(args) == 0
+    run = tmp_path / "tiny"
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["data"]["root"] == str(prepared_grid)
+    assert cfg["model"]["image_size"] == 64 and cfg["model"]["audio_features"] == 12
+    assert cfg["trainer"]["max_steps"] == 40
+    git = yaml.safe_load((run / "git.json").read_text())
+    assert len(git["commit"]) == 40
+    assert (run / "fit.log").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1
+
+    rows = read_metrics(run)
+    loss = [v for _, v in column(rows, "train/loss")]
+    assert len(loss) == 40
+    assert sum(loss[-8:]) / 8 < 0.7 * sum(loss[:4]) / 4
+    val = column(rows, "val/loss")
+    assert [s for s, _ in val] == [19, 39]  # Lightning logs validation at the last step taken
+    assert column(rows, "val/psnr")
+
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 40
+    assert ckpt["run_config"]["data"]["root"] == str(prepared_grid)
+    model = load_model(run / "checkpoints" / "last.ckpt")
+    assert isinstance(model, LDM) and not model.training
+    assert model.run_config["model"]["name"] == "ldm"
+
+    videos = sorted((run / "samples").glob("*.mp4"))
+    assert len(videos) == 2  # one per validation
+    with av.open(str(videos[-1])) as container:
+        kinds = sorted(s.type for s in container.streams)
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert kinds == ["audio", "video"]
+    assert len(frames) == 4 and frames[0].shape == (64, 128, 3)  # real | generated
+
+
+def test_fit_refuses_existing_run_and_bad_shapes(
+    prepared_grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("seed: 0\n")
+    assert main(fit_args(prepared_grid, tmp_path, "r", "trainer.max_steps=1")) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "ckpt_path=last" in err
+    assert main(fit_args(prepared_grid, tmp_path, "s", "model.image_size=128")) == 2
+    err = capsys.readouterr().err
+    assert "model.image_size=128" in err and "64" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted_run(prepared_grid: Path, tmp_path: Path) -> None:
+    steps = ["trainer.val_check_interval=6", "checkpoint.every_n_train_steps=3"]
+    n = 15
+    # reference: one uninterrupted run
+    assert main(fit_args(prepared_grid, tmp_path, "ref", f"trainer.max_steps={n}", *steps)) == 0
+    reference = weights(tmp_path / "ref" / "checkpoints" / "last.ckpt")
+
+    # a run stopped at step 7 (a clean stop, not at a checkpoint interval), continued
+    assert main(fit_args(prepared_grid, tmp_path, "cont", "trainer.max_steps=7", *steps)) == 0
+    assert (
+        main(
+            fit_args(
+                prepared_grid, tmp_path, "cont", f"trainer.max_steps={n}", "ckpt_path=last", *steps
+            )
+        )
+        == 0
+    )
+    continued = weights(tmp_path / "cont" / "checkpoints" / "last.ckpt")
+
+    # a run killed with SIGKILL as soon as it has written a checkpoint, then resumed
+    args = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", *steps)
+    proc = subprocess.Popen([*CLI, *args], env=env(), stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    try:
+        while not last.exists() and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+    assert last.exists(), err[-2000:]
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 0 < killed_at < n, "the run must be killed part-way"
+    resume = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", "ckpt_path=last")
+    assert main([*resume, *steps]) == 0
+    resumed = weights(last)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == n
+
+    for name, ref in reference.items():
+        torch.testing.assert_close(continued[name], ref, atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(resumed[name], ref, atol=1e-5, rtol=0, msg=name)
+    # the resumed run's metrics continue the killed run's, without duplicated steps
+    steps_logged = [s for s, _ in column(read_metrics(tmp_path / "killed"), "train/loss")]
+    assert steps_logged == list(range(n))
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_on_two_cpu_processes(prepared_grid: Path, tmp_path: Path) -> None:
+    args = fit_args(
+        prepared_grid,
+        tmp_path,
+        "ddp",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=30",
+        "trainer.val_check_interval=30",
+        "data.batch_size=1",  # 2 training clips: one per process
+    )
+    proc = subprocess.run([*CLI, *args], env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "ddp"
+    loss = [v for _, v in column(read_metrics(run), "train/loss")]
+    assert len(loss) == 30
+    assert sum(loss[-6:]) / 6 < 0.8 * sum(loss[:3]) / 3
+    model = load_model(run / "checkpoints" / "last.ckpt")
+    batch_audio = torch.zeros(1, 3, 28, 12)
+    out = model.generate(torch.rand(1, 3, 64, 64), batch_audio, 2, torch.Generator().manual_seed(0))
+    assert out.shape == (1, 2, 3, 3, 64, 64)
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_with_sample_videos(
+    prepared_grid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = fit_args(
+        prepared_grid,
+        tmp_path,
+        "wb",
+        "logger.wandb=true",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "logger.sample_every_n_val=2",
+    )
+    assert main(args) == 0
+    run = tmp_path / "wb"
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    assert list(offline[0].glob("*.wandb")), "the offline run must hold its event log"
+    logged = list(offline[0].rglob("media/videos/**/*.mp4"))
+    assert logged, "sample videos must be logged to W&B"
+    # validations 1 and 2 ran; with every 2, only the first wrote samples (2 clips)
+    assert len(list((run / "samples").glob("*.mp4"))) == 2
+    assert (run / "wandb_id.txt").read_text().strip() in offline[0].name
+
+
+@pytest.mark.slow
+def test_bf16_mixed_and_channels_last(prepared_grid: Path, tmp_path: Path) -> None:
+    args = fit_args(
+        prepared_grid,
+        tmp_path,
+        "bf16",
+        "trainer.precision=bf16-mixed",
+        "trainer.channels_last=true",
+        "trainer.max_steps=3",
+        "trainer.val_check_interval=3",
+    )
+    assert main(args) == 0
+    rows = read_metrics(tmp_path / "bf16")
+    loss = [v for _, v in column(rows, "train/loss")]
+    assert len(loss) == 3 and all(torch.isfinite(torch.tensor(loss)))
+    assert column(rows, "val/psnr")
+    cfg = yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())
+    assert cfg["trainer"]["precision"] == "bf16-mixed" and cfg["trainer"]["channels_last"]
+
+
+def test_tensorboard_logger(
+    prepared_grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    args = fit_args(prepared_grid, tmp_path, "tb", "logger.tensorboard=true", "trainer.max_steps=1")
+    if any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        assert main(args) == 0
+        assert list((tmp_path / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
+    else:  # optional: without the package it is a one-line error, before anything is written
+        assert main(args) == 2
+        assert "pip install tensorboard" in capsys.readouterr().err
+        assert not (tmp_path / "tb").exists()
+
+
+def test_shared_test_and_predict_steps(prepared_grid: Path, tmp_path: Path) -> None:
+    """trainer.test scores generate() with PSNR/SSIM (+ LMD with a landmark model); predict gives
+    B,K,T,3,H,W samples."""
+    import lightning as L
+
+    from talking_faces.config import load_config
+    from talking_faces.data import TalkingFaceDataModule
+    from talking_faces.experts.landmarks import LandmarkExpert
+    from talking_faces.run import build_datamodule
+
+    cfg = load_config(CONFIGS, [f"data.root={prepared_grid}", "data.num_workers=0"])
+    cfg.data.num_frames, cfg.data.batch_size = 4, 2
+    dm = build_datamodule(cfg)
+    assert isinstance(dm, TalkingFaceDataModule)
+    cfg.model.image_size, cfg.model.audio_window, cfg.model.audio_features = 64, 28, 12
+    cfg.model.predict_samples = 2
+    torch.manual_seed(0)
+    model = LDM(cfg.model)
+    model.attach_landmark_model(LandmarkExpert())
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    scores = trainer.test(model, datamodule=dm, verbose=False)[0]
+    assert {"test/loss", "test/psnr", "test/ssim", "test/lmd"} <= set(scores)
+    assert all(torch.isfinite(torch.tensor(v)) for v in scores.values())
+    assert scores["test/lmd"] > 0  # an untrained landmark model is far from the real mouths
+    preds = trainer.predict(model, dataloaders=dm.test_dataloader())
+    assert preds[0].shape == (2, 2, 4, 3, 64, 64)
+    assert not torch.equal(preds[0][:, 0], preds[0][:, 1])
