@@ -12,6 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from talking_faces.errors import MissingWeightsError
 from talking_faces.metrics.image import (
     ALEXNET_FILENAME,
+    PSNR_CEILING_DB,
     VideoLPIPS,
     VideoPSNR,
     VideoSSIM,
@@ -98,7 +99,7 @@ def test_ssim_windows_differ_and_identical_frames_score_one() -> None:
         video_ssim(p, t, window="uniform7"), video_ssim(p, t, window="gaussian11")
     )
     torch.testing.assert_close(video_ssim(t, t), torch.ones(2, dtype=torch.float64))
-    assert torch.isinf(video_psnr(t, t)).all()
+    assert (video_psnr(t, t) == PSNR_CEILING_DB).all()  # capped, not inf (see frame_psnr)
     with pytest.raises(ValueError, match="window"):
         video_ssim(p, t, window="box5")
 
@@ -201,3 +202,14 @@ def test_lpips_matches_the_lpips_package(
     metric = VideoLPIPS(model=ours)
     metric.update(p, t)
     assert float(metric.compute()) == pytest.approx(float(per_clip.mean()), rel=1e-6)
+
+
+def test_identical_frames_give_the_psnr_ceiling_not_infinity() -> None:
+    from talking_faces.metrics.image import PSNR_CEILING_DB, video_psnr
+
+    clip = torch.rand(1, 3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    noisy = clip.clone()
+    noisy[:, 1:] = (noisy[:, 1:] + 0.05).clamp(0, 1)  # frame 0 identical, the rest not
+    value = float(video_psnr(noisy, clip)[0])
+    assert value < PSNR_CEILING_DB and value == value and value != float("inf")
+    assert float(video_psnr(clip, clip)[0]) == PSNR_CEILING_DB

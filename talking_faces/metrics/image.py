@@ -69,10 +69,20 @@ def to_colour_space(frames: torch.Tensor, colour_space: str) -> torch.Tensor:
 # PSNR
 
 
+#: per-frame PSNR ceiling in dB. scikit-image returns ``inf`` for identical images; one identical
+#: frame (a generated clip whose first frame is the reference itself) would then make the clip's
+#: and the whole table's mean infinite, so identical frames score this instead.
+PSNR_CEILING_DB = 100.0
+
+
 def frame_psnr(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """``N,C,H,W`` pairs -> ``N,`` float64 PSNR (dB) of each image over all its pixels."""
+    """``N,C,H,W`` pairs -> ``N,`` float64 PSNR (dB) of each image over all its pixels.
+
+    Equal to scikit-image's ``peak_signal_noise_ratio`` except that it is capped at
+    :data:`PSNR_CEILING_DB` (scikit-image gives ``inf`` for identical images).
+    """
     mse = (preds.double() - target.double()).square().flatten(1).mean(1)
-    return 10.0 * torch.log10(data_range**2 / mse)
+    return (10.0 * torch.log10(data_range**2 / mse)).clamp(max=PSNR_CEILING_DB)
 
 
 def video_psnr(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
