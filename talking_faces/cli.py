@@ -18,7 +18,7 @@ from talking_faces import __version__
 from talking_faces.errors import UserError
 
 #: subcommand modules under ``talking_faces.commands``, in the order ``--help`` lists them
-COMMANDS: list[str] = ["synth", "prepare", "fit"]
+COMMANDS: list[str] = ["synth", "prepare", "fit", "evaluate"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,8 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; outputs written so far are complete, rerun to continue",
-              file=sys.stderr)
+        print(
+            "error: interrupted; outputs written so far are complete, rerun to continue",
+            file=sys.stderr,
+        )
         return 130
     return int(code or 0)
 

@@ -34,7 +34,9 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     sfx = suffix if suffix is not None else "".join(dest.suffixes[-1:])
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + dest.stem + "-", suffix=sfx, dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=TMP_PREFIX + dest.stem + "-", suffix=sfx, dir=dest.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions

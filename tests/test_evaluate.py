@@ -1,0 +1,243 @@
+"""``talking-faces evaluate``: baselines scored with trained experts, the results JSON and CSV,
+protocols that are never mixed, and one-line errors.
+
+The dataset and its experts come from tests/expert_data.py (real ``synth``, ``prepare`` and
+``fit`` of the expert configs). The baselines bracket every method: ground truth must beat the
+static face and the shuffled audio on sync (LSE-C) and on mouth shape (LMD), and shuffled audio
+must sync no better than a face that never moves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from expert_data import trained_dataset
+
+from talking_faces.baselines import derangement, shift_waveform
+from talking_faces.cli import main
+from talking_faces.errors import UserError
+from talking_faces.evaluate import length_batches
+from talking_faces.metrics.sync import syncnet_mfcc
+from talking_faces.results import (
+    REQUIRED_FIELDS,
+    check_comparable,
+    comparable,
+    group_results,
+    load_results,
+)
+
+PROTOCOL = "synthetic"  # the default protocol without LPIPS (no AlexNet weights offline)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_dataset(tmp_path_factory)
+
+
+def evaluate(prep: Path, out: Path, *args: str) -> dict:
+    argv = ["evaluate", "--data", str(prep), "--out", str(out), "--protocol", PROTOCOL, *args]
+    assert main(argv) == 0
+    results = json.loads(out.read_text())
+    results["__file__"] = str(out)
+    return results
+
+
+@pytest.fixture(scope="session")
+def baselines(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("results")
+    return {
+        name: evaluate(trained, out / f"{name}.json", "--baseline", name)
+        for name in ("ground-truth", "static", "shuffled")
+    }
+
+
+# ------------------------------------------------------------------------- pure helpers
+def test_derangement_moves_every_pair() -> None:
+    for n in (2, 3, 7):
+        perm = derangement(n, seed=n)
+        assert sorted(perm) == list(range(n))
+        assert all(i != j for i, j in enumerate(perm))
+    assert derangement(7, 1) == derangement(7, 1)
+    with pytest.raises(UserError):
+        derangement(1, 0)
+
+
+def test_shifted_audio_moves_the_mfcc_columns() -> None:
+    gen = torch.Generator().manual_seed(0)
+    wave = torch.randn(1, 40 * 640, generator=gen) * 0.2
+    shifted = shift_waveform(wave, 3)
+    assert torch.equal(shifted[0, : 37 * 640], wave[0, 3 * 640 :])
+    assert shifted[0, 37 * 640 :].abs().max() == 0
+    a, b = syncnet_mfcc(wave[0]), syncnet_mfcc(shifted[0])
+    # 3 frames = 12 MFCC columns at 100 Hz
+    assert torch.allclose(b[:, 2:100], a[:, 14:112], atol=1e-3)
+    assert torch.equal(shift_waveform(shift_waveform(wave, -2), 0), shift_waveform(wave, -2))
+
+
+def test_length_batches_keep_order_and_equal_lengths() -> None:
+    lengths = [75, 75, 75, 29, 29, 75]
+    batches = list(length_batches(lengths, 2))
+    assert batches == [[0, 1], [2], [3, 4], [5]]
+
+
+# ------------------------------------------------------------------------- user errors
+def test_missing_expert_is_one_line_with_the_command(
+    prepared_grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", "--baseline", "static", "--data", str(prepared_grid)]
+    code = main([*argv, "--out", str(tmp_path / "r.json"), "--protocol", PROTOCOL])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no SyncNet expert" in err
+    assert f"talking-faces fit experiments/experts/syncnet.yaml data.root={prepared_grid}" in err
+    assert "--syncnet PATH" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bad_requests_are_one_line(
+    prepared_grid: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    lpips_only = tmp_path / "lpips-only.yaml"
+    lpips_only.write_text("lpips: true\nsyncnet: none\nlandmarks: none\ncpbd: false\n")
+    unknown_key = tmp_path / "typo.yaml"
+    unknown_key.write_text("resolutoin: 64\n")
+    cases = [
+        (["--baseline", "static", "--protocol", str(lpips_only)], "alexnet-owt-7be5be79.pth"),
+        (["--baseline", "static", "--protocol", str(unknown_key)], "resolutoin"),
+        (["--baseline", "static", "--protocol", "no-such-protocol"], "no protocol"),
+        (["--baseline", "static", "--audio-shift", "2"], "ground-truth only"),
+        ([], "either a checkpoint"),
+        (["--baseline", "static", "--syncnet", str(tmp_path / "x.ckpt")], "does not exist"),
+    ]
+    for args, message in cases:
+        argv = ["evaluate", "--data", str(prepared_grid), "--out", str(tmp_path / "r.json"), *args]
+        if "--protocol" not in args:
+            argv += ["--protocol", PROTOCOL]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
+# ------------------------------------------------------------------------- baselines
+@pytest.mark.slow
+def test_ground_truth_beats_static_and_shuffled(baselines: dict[str, dict]) -> None:
+    gt, static, shuffled = (baselines[k]["metrics"] for k in ("ground-truth", "static", "shuffled"))
+    # sync: real clips are found in sync with a clear margin; neither bound is
+    assert gt["lse_c"] > static["lse_c"] + 0.2, (gt["lse_c"], static["lse_c"])
+    assert gt["lse_c"] > shuffled["lse_c"] + 0.2, (gt["lse_c"], shuffled["lse_c"])
+    assert gt["lse_d"] < static["lse_d"] and gt["lse_d"] < shuffled["lse_d"]
+    assert gt["lse_abs_offset"] <= 1.0
+    # shuffled audio syncs no better than a frozen face
+    assert abs(shuffled["lse_c"] - static["lse_c"]) < 0.5 * (gt["lse_c"] - static["lse_c"])
+    # mouth shape: symmetric expert LMD of the real clip is 0 by construction
+    assert gt["lmd"] == pytest.approx(0.0, abs=1e-9)
+    assert static["lmd"] > 0.3 and shuffled["lmd"] > 0.3, (static["lmd"], shuffled["lmd"])
+    assert gt["psnr"] > static["psnr"] + 20 and gt["ssim"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_results_json_and_per_clip_csv(baselines: dict[str, dict], trained: Path) -> None:
+    for name, results in baselines.items():
+        for key in REQUIRED_FIELDS:
+            assert key in results, key
+        assert results["method"] == name and results["kind"] == "baseline"
+        pairs = json.loads((trained / "pairs.json").read_text())
+        assert results["pairs"]["sha256"] == pairs["sha256"] == results["pairs"]["file_sha256"]
+        assert results["pairs"]["evaluated"] == len(pairs["pairs"])
+        protocol = results["protocol"]
+        for key in (
+            "resolution",
+            "colour_space",
+            "ssim_window",
+            "lmd_variant",
+            "lse_mode",
+            "vshift",
+        ):
+            assert key in protocol
+        expert_sha = (trained / "experts" / "syncnet.ckpt.sha256").read_text().split()[0]
+        assert protocol["syncnet"] == {"kind": "expert", "sha256": expert_sha, "input_size": 64}
+        assert protocol["landmarks"]["kind"] == "expert"
+        assert results["experts"]["landmarks"]["sha256"] == protocol["landmarks"]["sha256"]
+        for key in ("psnr", "ssim", "cpbd", "lmd", "lse_d", "lse_c", "lse_offset"):
+            assert isinstance(results["metrics"][key], float)
+        assert results["failures"]["frames_without_landmarks"] == 0
+        assert results["git_commit"] is None or len(results["git_commit"]) == 40
+        assert results["package_version"]
+
+    results = baselines["static"]
+    rows = read_csv(results)
+    assert len(rows) == results["pairs"]["evaluated"]
+    assert {"clip_id", "pair", "lse_c", "lmd", "psnr"} <= set(rows[0])
+    mean_lse_c = sum(float(r["lse_c"]) for r in rows) / len(rows)
+    assert mean_lse_c == pytest.approx(results["metrics"]["lse_c"], rel=1e-6)
+
+
+def read_csv(results: dict) -> list[dict[str, str]]:
+    path = Path(results["__file__"]).with_name(results["per_clip"])
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_results_under_different_protocols_are_never_merged(
+    baselines: dict[str, dict], trained: Path, tmp_path: Path
+) -> None:
+    other = evaluate(
+        trained,
+        tmp_path / "gt-chen.json",
+        "--baseline",
+        "ground-truth",
+        "--protocol",
+        "chen2018-lmd",
+    )
+    paths = [baselines[k]["__file__"] for k in ("ground-truth", "static", "shuffled")]
+    loaded = load_results([*paths, other["__file__"]])
+    assert comparable(loaded[0], loaded[1]) and comparable(loaded[1], loaded[2])
+    assert not comparable(loaded[0], loaded[3])
+    groups = group_results(loaded)
+    assert sorted(len(g) for g in groups.values()) == [1, 3]
+    for group in groups.values():
+        assert len({r["protocol_sha256"] for r in group}) == 1
+    check_comparable(loaded[:3])
+    with pytest.raises(UserError, match="protocol"):
+        check_comparable([loaded[0], loaded[3]])
+    # a hand-edited protocol no longer matches its hash and is refused when read
+    edited = json.loads(Path(paths[0]).read_text())
+    edited["protocol"]["vshift"] = 7
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    with pytest.raises(UserError, match="protocol_sha256"):
+        load_results(tmp_path / "edited.json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shift", [3, -3])
+def test_syncnet_expert_finds_a_known_audio_shift(
+    trained: Path, tmp_path: Path, shift: int
+) -> None:
+    results = evaluate(
+        trained,
+        tmp_path / "shifted.json",
+        "--baseline",
+        "ground-truth",
+        f"--audio-shift={shift}",
+    )
+    offsets = [int(r["lse_offset"]) for r in read_csv(results)]
+    assert offsets.count(shift) >= len(offsets) - 1, offsets
+    assert results["baseline"] == {"name": "ground-truth", "audio_shift": shift}
