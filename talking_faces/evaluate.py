@@ -544,7 +544,9 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
         "seed": req.seed,
         "num_samples": req.num_samples,
         "batch_size": req.batch_size,
-        "audio": {k: v for k, v in dataclasses.asdict(window).items() if k.startswith("audio")},
+        "audio": {
+            k: getattr(window, k) for k in ("audio_feature", "audio_window", "audio_pad", "drop_c0")
+        },
         "package_version": __version__,
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

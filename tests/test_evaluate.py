@@ -29,6 +29,7 @@ from talking_faces.results import (
     group_results,
     load_results,
 )
+from talking_faces.utils.io import sha256_file
 
 PROTOCOL = "synthetic"  # the default protocol without LPIPS (no AlexNet weights offline)
 
@@ -241,3 +242,31 @@ def test_syncnet_expert_finds_a_known_audio_shift(
     offsets = [int(r["lse_offset"]) for r in read_csv(results)]
     assert offsets.count(shift) >= len(offsets) - 1, offsets
     assert results["baseline"] == {"name": "ground-truth", "audio_shift": shift}
+
+
+@pytest.mark.slow
+def test_a_checkpoint_is_generated_scored_and_reproducible(trained: Path, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    fit = [
+        "fit",
+        str(root / "base.yaml"),
+        str(root / "data" / "synthetic.yaml"),
+        str(root / "model" / "ldm_tiny.yaml"),
+        f"data.root={trained}",
+        f"out={tmp_path}",
+        "name=ldm",
+        "data.num_workers=0",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=4",
+        "trainer.limit_val_batches=1",
+    ]
+    assert main(fit) == 0
+    ckpt = tmp_path / "ldm" / "checkpoints" / "last.ckpt"
+    first = evaluate(trained, tmp_path / "a.json", str(ckpt), "--samples", "2", "--limit", "2")
+    again = evaluate(trained, tmp_path / "b.json", str(ckpt), "--samples", "2", "--limit", "2")
+    assert first["method"] == "ldm" and first["kind"] == "model"
+    assert first["checkpoint"]["sha256"] == sha256_file(ckpt)
+    assert first["pairs"]["evaluated"] == 2 and len(read_csv(first)) == 2
+    assert first["pairs"]["sha256"] != first["pairs"]["file_sha256"]  # a subset was scored
+    assert first["metrics"]["diversity_l1"] >= 0.0
+    assert first["metrics"] == again["metrics"]  # same seed, same samples, same scores

@@ -14,8 +14,9 @@ within 1e-4. SSIM windows (``window``):
   taps), population covariance, as ``structural_similarity(gaussian_weights=True,
   use_sample_covariance=False)``.
 
-SSIM runs as separable ``conv2d`` in float64 (the variance terms are differences of nearly equal
-numbers on smooth frames). PSNR of identical frames is ``inf``, as in scikit-image.
+SSIM runs as a separable filter (banded matrix products) in float64 (the variance terms are
+differences of nearly equal numbers on smooth frames). PSNR of identical frames is capped at
+:data:`PSNR_CEILING_DB` (scikit-image gives ``inf``).
 
 LPIPS is the ``lpips`` package's v0.1 AlexNet model. Its linear layers ship inside the package;
 the AlexNet trunk is torchvision's ImageNet weights, read from the standard torch hub cache
@@ -29,7 +30,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric
 
@@ -37,6 +37,7 @@ from talking_faces.errors import MissingWeightsError, UserError
 
 SSIM_WINDOWS = ("uniform7", "gaussian11")
 SSIM_K1, SSIM_K2 = 0.01, 0.03
+SSIM_CHUNK = 16  # frames per float64 pass
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILENAME
 COLOUR_SPACES = ("rgb", "y")
@@ -113,11 +114,25 @@ def _ssim_kernel(window: str, device: torch.device) -> tuple[torch.Tensor, bool]
     raise ValueError(f"ssim window must be one of {SSIM_WINDOWS}, got {window!r}")
 
 
-def _valid_filter(planes: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable filter of ``P,1,H,W`` planes, keeping only the fully covered ("valid") region."""
+def _band_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """``n, n-k+1`` matrix whose column ``j`` holds ``kernel`` at rows ``j..j+k-1``."""
     k = kernel.numel()
-    out = F.conv2d(planes, kernel.view(1, 1, 1, k))
-    return F.conv2d(out, kernel.view(1, 1, k, 1))
+    rows = torch.arange(n, device=kernel.device).unsqueeze(1)
+    shift = rows - torch.arange(n - k + 1, device=kernel.device).unsqueeze(0)
+    inside = (shift >= 0) & (shift < k)
+    return torch.where(inside, kernel[shift.clamp(0, k - 1)], kernel.new_zeros(()))
+
+
+def _valid_filter(planes: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable filter of ``P,1,H,W`` planes, keeping only the fully covered ("valid") region.
+
+    Each 1-D pass is a product with a banded matrix: float64 ``conv2d`` on single-channel planes
+    has no fast CPU kernel, float64 matrix products do (about 13x faster at 128 px, same values
+    to 1e-15).
+    """
+    h, w = planes.shape[-2:]
+    rows = _band_matrix(kernel, h).transpose(0, 1)
+    return rows @ (planes @ _band_matrix(kernel, w))
 
 
 def frame_ssim(
@@ -129,6 +144,9 @@ def frame_ssim(
     n, c, h, w = preds.shape
     if h < k or w < k:
         raise ValueError(f"SSIM window {window} needs frames of at least {k}x{k}, got {h}x{w}")
+    if n > SSIM_CHUNK:  # float64 temporaries of a few frames stay in cache: ~4x faster
+        parts = zip(preds.split(SSIM_CHUNK), target.split(SSIM_CHUNK), strict=True)
+        return torch.cat([frame_ssim(p, t, data_range, window) for p, t in parts])
     x = preds.double().reshape(n * c, 1, h, w)
     y = target.double().reshape(n * c, 1, h, w)
     stats = _valid_filter(torch.cat([x, y, x * x, y * y, x * y]), kernel)
