@@ -396,6 +396,7 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
     Returns the results dict (as written).
     """
     from talking_faces.metrics import MetricSuite, SampleDiversity
+    from talking_faces.metrics.diversity import mouth_mask
     from talking_faces.metrics.sync import num_sync_windows
 
     _check_request(req)
@@ -433,7 +434,11 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
         lpips=scorers.lpips,
         lpips_model=lpips_model,
     ).to(req.device)
-    diversity = SampleDiversity(lpips_model).to(req.device) if req.num_samples > 1 else None
+    diversity = (
+        SampleDiversity(lpips_model, num_samples=req.num_samples).to(req.device)
+        if req.num_samples > 1
+        else None
+    )
     partner = derangement(count, req.seed) if req.baseline == "shuffled" else None
 
     skipped: list[dict[str, str]] = []
@@ -476,7 +481,14 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
                 )
             pred = samples[:, 0].clamp(0, 1)
             if diversity is not None:
-                diversity.update(samples)
+                samples = samples.clamp(0, 1)
+                mouth = mouth_mask(
+                    batch["landmarks"].to(req.device),
+                    batch["landmarks_valid"].to(req.device),
+                    *samples.shape[-2:],
+                )
+                lse_c = suite.sample_lse_c(samples, waveform) if suite.lse is not None else None
+                diversity.update(samples, mouth=mouth, lse_c=lse_c)
         if scorers.lmd_reference == "expert" and scorers.landmark_model is not None:
             ref = scorers.landmark_model(target.flatten(0, 1)).view(b, t, 68, 2)
             ref_valid = torch.ones(b, t, dtype=torch.bool, device=req.device)
@@ -486,13 +498,16 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
         suite.update(pred, target, waveform, ref, ref_valid, clip_ids=batch["clip_id"])
         frames_scored += b * t
         for i, j in enumerate(indices):
-            extra.append(
-                {
-                    "pair": j,
-                    "identity_clip_id": batch["identity_clip_id"][i],
-                    "kind": batch["kind"][i],
-                }
-            )
+            row = {
+                "pair": j,
+                "identity_clip_id": batch["identity_clip_id"][i],
+                "kind": batch["kind"][i],
+            }
+            if diversity is not None:
+                for key in ("l1", "mouth_share", "lse_c_spread"):
+                    if key in diversity.batch_values:
+                        row[f"diversity_{key}"] = float(diversity.batch_values[key][i])
+            extra.append(row)
         bar.update(b)
     bar.close()
     if not extra:

@@ -268,5 +268,11 @@ def test_a_checkpoint_is_generated_scored_and_reproducible(trained: Path, tmp_pa
     assert first["checkpoint"]["sha256"] == sha256_file(ckpt)
     assert first["pairs"]["evaluated"] == 2 and len(read_csv(first)) == 2
     assert first["pairs"]["sha256"] != first["pairs"]["file_sha256"]  # a subset was scored
-    assert first["metrics"]["diversity_l1"] >= 0.0
+    m = first["metrics"]
+    assert m["diversity_l1"] >= 0.0
+    assert 0.0 <= m["diversity_mouth_share"] <= 1.0 and 0.0 < m["diversity_mouth_area"] < 0.5
+    assert 0.0 <= m["diversity_lse_c_spread"] <= m["diversity_lse_c_spread_max"]
+    assert first["higher_is_better"]["diversity_lse_c_spread"] is False
+    row = read_csv(first)[0]
+    assert {"diversity_l1", "diversity_mouth_share", "diversity_lse_c_spread"} <= set(row)
     assert first["metrics"] == again["metrics"]  # same seed, same samples, same scores

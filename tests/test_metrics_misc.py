@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data, filters, transform
 
 from talking_faces.errors import UserError
-from talking_faces.metrics.diversity import SampleDiversity, sample_diversity
+from talking_faces.metrics.diversity import SampleDiversity, mouth_mask, sample_diversity
 from talking_faces.metrics.image import ALEXNET_FILENAME, load_lpips, video_psnr, video_ssim
 from talking_faces.metrics.landmarks import LandmarkDistance, landmark_distance
 from talking_faces.metrics.sharpness import VideoCPBD, cpbd, rgb_to_gray_uint8, video_cpbd
@@ -177,6 +177,69 @@ def test_sample_diversity(lpips_model) -> None:
         sample_diversity(one)
 
 
+def test_mouth_mask_boxes_the_mouth_points() -> None:
+    lmk = torch.full((2, 3, 68, 2), 5.0)
+    lmk[:, :, 48:68] = torch.tensor([[20.0, 30.0], [28.0, 34.0]]).repeat(10, 1)  # x 20-28, y 30-34
+    lmk[0, 1, 48:68] += 100.0  # garbage, but marked invalid below
+    valid = torch.ones(2, 3, dtype=torch.bool)
+    valid[0, 1] = False
+    valid[1] = False  # a clip without landmarks
+    mask = mouth_mask(lmk, valid, 48, 48, margin=0.25)  # 2 px margin each side
+    assert mask.shape == (2, 3, 48, 48)
+    ys, xs = torch.nonzero(mask[0, 0], as_tuple=True)
+    assert (int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())) == (18, 29, 28, 35)
+    assert torch.equal(mask[0, 1], mask[0, 0])  # the invalid frame takes the clip's mean box
+    assert not mask[1].any()
+    with pytest.raises(ValueError, match="B,T,68,2"):
+        mouth_mask(lmk[..., :1], valid, 48, 48)
+
+
+def test_diversity_says_where_samples_differ_and_how_their_sync_spreads() -> None:
+    torch.manual_seed(0)
+    base = torch.rand(1, 1, 2, 3, 32, 32).expand(1, 3, 2, 3, 32, 32).clone()
+    mouth = torch.zeros(1, 2, 32, 32, dtype=torch.bool)
+    mouth[..., 20:28, 8:24] = True  # 128 of 1024 pixels
+    in_mouth, outside = base.clone(), base.clone()
+    in_mouth[:, 1, ..., 20:28, 8:24] += 0.1
+    outside[:, 2, ..., :8, :] += 0.1
+    assert float(sample_diversity(in_mouth, mouth=mouth)["mouth_diff"][0]) > 0
+    share = sample_diversity(in_mouth, mouth=mouth)
+    assert float(share["mouth_diff"][0] / share["diff"][0]) == pytest.approx(1.0)
+    assert float(share["mouth_area"][0]) == pytest.approx(128 / 1024)
+    away = sample_diversity(outside, mouth=mouth)
+    assert float(away["mouth_diff"][0]) == 0.0 and float(away["diff"][0]) > 0
+
+    metric = SampleDiversity(num_samples=3)
+    lse_c = torch.tensor([[2.0, 2.2, 1.8]])  # mean 2.0, worst sample 10% away
+    metric.update(outside, mouth=mouth, lse_c=lse_c)
+    metric.update(in_mouth, mouth=mouth, lse_c=torch.tensor([[1.0, 1.0, 1.3]]))  # 1.1; 18.2%
+    result = metric.compute()
+    assert float(result["lse_c_spread"]) == pytest.approx((0.1 + 0.2 / 1.1) / 2)
+    assert float(result["lse_c_spread_max"]) == pytest.approx(0.2 / 1.1)
+    # per sample over both inputs: 1.5, 1.6, 1.55 -> mean 1.55, worst 0.05 away
+    assert float(result["lse_c_sample_spread"]) == pytest.approx(0.05 / 1.55)
+    # pooled: the in-mouth input put all its difference in the mouth, the other none
+    half = float(sample_diversity(in_mouth, mouth=mouth)["diff"][0])
+    other = float(sample_diversity(outside, mouth=mouth)["diff"][0])
+    assert float(result["mouth_share"]) == pytest.approx(half / (half + other))
+    with pytest.raises(ValueError, match="lse_c must be B,K"):
+        metric.update(outside, lse_c=torch.ones(1, 2))
+
+
+def test_sample_lse_c_scores_each_sample_as_the_suite_scores_pred() -> None:
+    torch.manual_seed(0)
+    samples = torch.rand(2, 3, 8, 3, 64, 64)
+    waveform = 0.2 * torch.randn(2, 8 * 640)
+    suite = MetricSuite(Protocol(vshift=2, cpbd=False), SyncNet(image_size=64), lpips=False)
+    per_sample = suite.sample_lse_c(samples, waveform)
+    assert per_sample.shape == (2, 3)
+    for k in range(3):
+        suite.reset()
+        suite.update(samples[:, k], samples[:, k], waveform)
+        expected = [row["lse_c"] for row in suite.per_clip()]
+        assert per_sample[:, k].tolist() == pytest.approx(expected, rel=1e-5)  # other batching
+
+
 def _landmark_model(frames: torch.Tensor) -> torch.Tensor:
     """A stand-in detector: the template moved by each frame's brightness; 'fails' on very dark
     frames (NaN), as a detector returns nothing."""
@@ -222,7 +285,7 @@ def test_metric_suite_end_to_end(lpips_model) -> None:
     )
     assert result["lmd"] == pytest.approx(float(per_clip.mean()))
     assert result["lmd_frames_failed"] == 2 and result["lmd_frames_scored"] == 2 * t - 2
-    assert set(result) == set(HIGHER_IS_BETTER) - {"diversity_l1", "diversity_lpips"}
+    assert set(result) == {k for k in HIGHER_IS_BETTER if not k.startswith("diversity_")}
     assert result["clips"] == 2 and result["lse_abs_offset"] <= 3
     assert all(math.isfinite(v) for v in result.values())
 

@@ -7,6 +7,7 @@ is linked into the scratch folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -55,3 +56,10 @@ def test_readme_commands_run(tmp_path: Path) -> None:
             ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert proc.returncode == 0, f"README command failed: {command}\n{proc.stderr[-2000:]}"
+
+    # what the README says the evaluate examples write
+    ldm = json.loads((tmp_path / "results" / "ldm.json").read_text())
+    assert ldm["method"] == "ldm" and ldm["num_samples"] == 3
+    diversity = {"diversity_l1", "diversity_mouth_share", "diversity_lse_c_spread"}
+    assert diversity <= set(ldm["metrics"])
+    assert (tmp_path / "results" / "ground-truth.clips.csv").is_file()

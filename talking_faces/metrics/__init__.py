@@ -7,7 +7,7 @@ results JSON. Every state is added with a reduction, so the scores are right und
 sets ``higher_is_better``.
 """
 
-from talking_faces.metrics.diversity import SampleDiversity, sample_diversity
+from talking_faces.metrics.diversity import SampleDiversity, mouth_mask, sample_diversity
 from talking_faces.metrics.image import (
     VideoLPIPS,
     VideoPSNR,
@@ -49,6 +49,7 @@ __all__ = [
     "lip_sync_error",
     "load_lpips",
     "lse_from_distances",
+    "mouth_mask",
     "sample_diversity",
     "sync_distances",
     "sync_windows",

@@ -36,7 +36,7 @@ from talking_faces.metrics.image import (
 )
 from talking_faces.metrics.landmarks import LMD_VARIANTS, LandmarkDistance
 from talking_faces.metrics.sharpness import BLOCK, VideoCPBD
-from talking_faces.metrics.sync import CHANNEL_ORDERS, MODES, LipSyncError
+from talking_faces.metrics.sync import CHANNEL_ORDERS, MODES, LipSyncError, lip_sync_errors
 from talking_faces.nn.syncnet import SyncNet
 
 _INT_COLUMNS = {"lse_offset", "lmd_frames_scored", "lmd_frames_failed"}
@@ -59,6 +59,11 @@ HIGHER_IS_BETTER: dict[str, bool | None] = {
     "lse_abs_offset": False,
     "diversity_l1": True,
     "diversity_lpips": True,
+    "diversity_mouth_share": None,
+    "diversity_mouth_area": None,
+    "diversity_lse_c_spread": False,
+    "diversity_lse_c_spread_max": False,
+    "diversity_lse_c_sample_spread": False,
     "clips": None,
 }
 
@@ -299,6 +304,27 @@ class MetricSuite(nn.Module):
                 value = values[b].item()
                 row[key] = int(value) if key in _INT_COLUMNS else value
             self._rows.append(row)
+
+    @torch.no_grad()
+    def sample_lse_c(self, samples: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
+        """LSE-C of every sample: ``B,K,T,3,H,W`` + ``B,S`` waveform -> ``B,K`` float64, scored
+        exactly as :meth:`update` scores ``pred`` (same SyncNet, vshift, mode, crop box)."""
+        if self.lse is None:
+            raise ValueError("MetricSuite needs a syncnet for sample_lse_c")
+        box = self._lse_crop_box(*samples.shape[-2:])
+        b, k = samples.shape[:2]
+        frames = samples.transpose(0, 1).flatten(0, 1)  # K*B clips, sample-major
+        rows = lip_sync_errors(
+            self.lse.syncnet,
+            frames,
+            waveform.repeat(k, 1),
+            self.lse.vshift,
+            self.lse.mode,
+            self.lse.batch_size,
+            box if box is not None else self.lse.crop_box,
+            self.lse.channel_order,
+        )
+        return rows[:, 1].view(k, b).transpose(0, 1).contiguous()
 
     @torch.no_grad()
     def update_diversity(self, samples: torch.Tensor) -> None:
