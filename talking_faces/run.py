@@ -29,6 +29,7 @@ import logging
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,22 @@ from talking_faces.errors import UserError
 from talking_faces.utils.io import atomic_path, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("talking_faces.run")
+
+
+class _DropAdvertising(logging.Filter):
+    """Lightning prints a tip to install its cloud logger on every run; keep it out of our logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropAdvertising())
+# Our training data is LitData's StreamingDataset, whose __len__ is per rank and which gives every
+# worker its own share: what Lightning's generic warning about __len__ with workers asks for.
+warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
+# Lightning's own use of a torch pytree API that torch deprecated; nothing a user can change.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 #: video frame rate and audio sample rate of every prepared dataset
 FPS = 25
