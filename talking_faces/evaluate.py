@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from talking_faces.errors import UserError
 from talking_faces.results import RESULTS_FORMAT, protocol_sha256, write_results
 from talking_faces.utils.io import atomic_path, sha256_file, sha256_json
 from talking_faces.utils.progress import progress
+from talking_faces.utils.provenance import git_info
 
 #: keys of a protocol file that choose the scoring networks (the rest are Protocol fields)
 SCORER_KEYS = ("syncnet", "landmarks", "lmd_reference", "lpips")
@@ -267,23 +267,6 @@ def _norm(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- provenance
-def git_commit() -> str | None:
-    """``git rev-parse HEAD`` of the source checkout, or None (an installed package)."""
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=Path(__file__).resolve().parents[1],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def _dataset_record(prepared: PreparedDataset) -> dict[str, Any]:
     return {
         "path": str(prepared.root),
@@ -563,7 +546,7 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
             k: getattr(window, k) for k in ("audio_feature", "audio_window", "audio_pad", "drop_c0")
         },
         "package_version": __version__,
-        "git_commit": git_commit(),
+        "git_commit": git_info()["commit"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "timing": {
             "seconds": round(elapsed, 3),

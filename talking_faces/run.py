@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Mapping
@@ -48,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from talking_faces.config import require_complete, to_dict, to_yaml
 from talking_faces.errors import UserError
 from talking_faces.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from talking_faces.utils.provenance import git_info
 
 log = logging.getLogger("talking_faces.run")
 
@@ -105,26 +105,6 @@ def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
     return str(path)
 
 
-def _git_info() -> dict[str, Any]:
-    repo = Path(__file__).resolve().parents[1]
-    info: dict[str, Any] = {"commit": None, "dirty": None, "repo": str(repo)}
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        info["dirty"] = bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        pass  # not a git checkout (an installed package): the commit stays unknown
-    return info
-
-
 def prepare_run_dir(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
     """Create (or reopen, when resuming) the run folder and write config and git info."""
     if not resuming and cfg.ckpt_path is None and (run_dir / "config.yaml").exists():
@@ -140,7 +120,7 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
             n += 1
         os.replace(old, run_dir / f"config.{n}.yaml")
     write_text_atomic(old, to_yaml(cfg))
-    write_json_atomic(run_dir / "git.json", _git_info())
+    write_json_atomic(run_dir / "git.json", git_info())
 
 
 # ---------------------------------------------------------------------------- checkpointing

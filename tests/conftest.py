@@ -1,7 +1,9 @@
-"""Shared fixtures: one tiny synthetic GRID corpus and its prepared dataset per test session.
+"""Shared fixtures: one tiny synthetic GRID corpus and its prepared dataset per test session, the
+same with both evaluation experts trained on it (``trained``, see expert_data.py), and
+``one_thread``.
 
-Made through the real CLI (``synth`` then ``prepare``), so tests that use them exercise the whole
-chain; session-scoped because preparing takes seconds.
+Made through the real CLI (``synth`` then ``prepare``, ``fit``), so tests that use them exercise
+the whole chain; session-scoped because preparing and training take seconds to minutes.
 """
 
 from __future__ import annotations
@@ -9,8 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from expert_data import trained_dataset
 
 from talking_faces.cli import main
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP spinning makes 2 threads far slower
+    for small models (modules that train or generate opt in with ``usefixtures``)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared dataset with ``experts/syncnet.ckpt`` and ``experts/landmarks.ckpt``."""
+    return trained_dataset(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,9 @@
 The expert configs are the real ones, shortened (fewer steps; no similarity jitter for the
 landmark expert); benchmarks/README.md has the full-length numbers.
 
-Shared by tests/test_experts.py and tests/test_evaluate.py through the real commands (``synth``,
-``prepare``, ``fit`` of the expert configs). Each test module declares a session fixture that
-calls :func:`trained_dataset`; the work is done once per session (the second caller finds the
-finished folder in the session's base temp dir).
+Built through the real commands (``synth``, ``prepare``, ``fit`` of the expert configs) by the
+``trained`` session fixture of conftest.py, used by tests/test_experts.py and
+tests/test_evaluate.py; a second call finds the finished folder in the session's base temp dir.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from expert_data import trained_dataset
 
 from talking_faces.baselines import derangement, shift_waveform
 from talking_faces.cli import main
@@ -34,17 +33,7 @@ from talking_faces.utils.io import sha256_file
 PROTOCOL = "synthetic"  # the default protocol without LPIPS (no AlexNet weights offline)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_dataset(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def evaluate(prep: Path, out: Path, *args: str) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from expert_data import last_value, read_metrics, trained_dataset
+from expert_data import last_value, read_metrics
 
 from talking_faces.data import TalkingFaceDataModule
 from talking_faces.errors import UserError
@@ -31,19 +31,7 @@ from talking_faces.metrics.sync import lip_sync_errors, sync_distances, sync_win
 from talking_faces.nn.syncnet import SyncNet
 from talking_faces.utils.io import sha256_file
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP spinning makes 2 threads slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_dataset(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------- networks

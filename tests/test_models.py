@@ -26,13 +26,7 @@ EXPERIMENTS = ROOT / "experiments"
 B, T, W, F, S = 2, 4, 28, 12, 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP spinning makes 2 threads far slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str):

@@ -24,7 +24,7 @@ import lightning as L
 import torch
 
 from talking_faces.errors import UserError
-from talking_faces.models.base import OPTIMIZERS, ModelConfig, make_config
+from talking_faces.models.base import OPTIMIZERS, ModelConfig, build_optimizer, make_config
 from talking_faces.utils.io import atomic_path, sha256_file, write_text_atomic
 
 #: folder inside a prepared dataset where its trained experts live
@@ -87,26 +87,7 @@ class ExpertModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         c = self.config
-        params = [p for p in self.parameters() if p.requires_grad]
-        if c.optimizer == "adam":
-            opt = torch.optim.Adam(
-                params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
-            )
-        elif c.optimizer == "adamw":
-            opt = torch.optim.AdamW(
-                params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
-            )
-        elif c.optimizer == "rmsprop":
-            opt = torch.optim.RMSprop(
-                params,
-                lr=c.lr,
-                alpha=c.alpha,
-                eps=c.eps,
-                weight_decay=c.weight_decay,
-                momentum=c.momentum,
-            )
-        else:
-            opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        opt = build_optimizer(self, c)
         if c.lr_decay_steps <= 0:
             return opt
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(

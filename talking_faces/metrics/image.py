@@ -249,8 +249,12 @@ def video_lpips(
 # Metric classes
 
 
-class _ClipMean(Metric):
-    """Mean over clips of a per-clip score; ``batch_values`` keeps the latest update's ``B,``."""
+class ClipMean(Metric):
+    """Mean over clips of a per-clip score; ``batch_values`` keeps the latest update's ``B,``.
+
+    A subclass defines ``_per_clip(*update_args) -> B,`` (PSNR, SSIM, LPIPS here; CPBD in
+    :mod:`.sharpness`); the sums are DDP-reduced.
+    """
 
     is_differentiable = False
     full_state_update = False
@@ -261,8 +265,8 @@ class _ClipMean(Metric):
         self.add_state("clips", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.batch_values = torch.empty(0, dtype=torch.float64)
 
-    def _per_clip(self, *args: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    def _per_clip(self, *args: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must define _per_clip()")
 
     def update(self, *args: torch.Tensor) -> None:
         values = self._per_clip(*args).to(self.total.device, torch.float64)
@@ -274,7 +278,7 @@ class _ClipMean(Metric):
         return self.total / self.clips
 
 
-class VideoPSNR(_ClipMean):
+class VideoPSNR(ClipMean):
     """PSNR (dB) per frame, averaged over frames then clips. ``update(preds, target)``: B,T,C,H,W.
 
     >>> m = VideoPSNR()
@@ -294,7 +298,7 @@ class VideoPSNR(_ClipMean):
         return video_psnr(preds, target, self.data_range)
 
 
-class VideoSSIM(_ClipMean):
+class VideoSSIM(ClipMean):
     """SSIM per frame, averaged over frames then clips; ``window`` "uniform7" or "gaussian11"."""
 
     higher_is_better = True
@@ -309,7 +313,7 @@ class VideoSSIM(_ClipMean):
         return video_ssim(preds, target, self.data_range, self.window)
 
 
-class VideoLPIPS(_ClipMean):
+class VideoLPIPS(ClipMean):
     """LPIPS (AlexNet, v0.1) per frame, averaged over frames then clips; inputs in [0, 1].
 
     ``model``: an LPIPS module to share (e.g. with :class:`SampleDiversity`); default

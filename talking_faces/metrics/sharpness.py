@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from scipy.ndimage import convolve
 from skimage.feature import canny
-from torchmetrics import Metric
+
+from talking_faces.metrics.image import ClipMean
 
 BLOCK = 64
 EDGE_BLOCK_THRESHOLD = 0.002
@@ -175,24 +176,10 @@ def video_cpbd(frames: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(scores).mean(1)
 
 
-class VideoCPBD(Metric):
+class VideoCPBD(ClipMean):
     """CPBD per frame, averaged over frames then clips; ``update(frames B,T,3,H,W in [0,1])``."""
 
-    is_differentiable = False
     higher_is_better = True
-    full_state_update = False
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("clips", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.batch_values = torch.empty(0, dtype=torch.float64)
-
-    def update(self, frames: torch.Tensor) -> None:
-        values = video_cpbd(frames).to(self.total.device)
-        self.batch_values = values
-        self.total += values.sum()
-        self.clips += values.numel()
-
-    def compute(self) -> torch.Tensor:
-        return self.total / self.clips
+    def _per_clip(self, frames: torch.Tensor) -> torch.Tensor:
+        return video_cpbd(frames)

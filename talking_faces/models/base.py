@@ -42,6 +42,31 @@ LMD_SIZE = 128
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
 
+def build_optimizer(module: torch.nn.Module, c: Any) -> torch.optim.Optimizer:
+    """The optimizer named by ``c.optimizer`` (one of :data:`OPTIMIZERS`) over ``module``'s
+    trainable parameters, with ``c``'s ``lr``, ``betas``, ``eps``, ``alpha``, ``momentum`` and
+    ``weight_decay`` (the fields of :class:`ModelConfig`); shared by methods and experts."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if c.optimizer == "adam":
+        return torch.optim.Adam(
+            params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
+        )
+    if c.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
+        )
+    if c.optimizer == "rmsprop":
+        return torch.optim.RMSprop(
+            params,
+            lr=c.lr,
+            alpha=c.alpha,
+            eps=c.eps,
+            weight_decay=c.weight_decay,
+            momentum=c.momentum,
+        )
+    return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters every method has. Methods extend it with their own fields.
@@ -303,23 +328,4 @@ class TalkingFaceModule(L.LightningModule):
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        c = self.config
-        params = [p for p in self.parameters() if p.requires_grad]
-        if c.optimizer == "adam":
-            return torch.optim.Adam(
-                params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
-            )
-        if c.optimizer == "adamw":
-            return torch.optim.AdamW(
-                params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
-            )
-        if c.optimizer == "rmsprop":
-            return torch.optim.RMSprop(
-                params,
-                lr=c.lr,
-                alpha=c.alpha,
-                eps=c.eps,
-                weight_decay=c.weight_decay,
-                momentum=c.momentum,
-            )
-        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        return build_optimizer(self, self.config)
