@@ -1,7 +1,8 @@
 """Every command the README shows runs as written (in a scratch folder, in README order).
 
-Blocks fenced as ```bash are run line by line with bash; ``make`` lines are skipped because they are
-what runs this test. Paths in the README are relative to the repository root, so ``experiments/``
+Blocks fenced as ```bash are run line by line with bash, blocks fenced as ```python whole with
+this interpreter; ``make`` lines are skipped because they are what runs this test. Paths in the
+README are relative to the repository root, so ``experiments/``
 is linked into the scratch folder.
 """
 
@@ -20,18 +21,22 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 
-def readme_commands() -> list[str]:
+def readme_commands() -> list[list[str]]:
+    """argv of every README command in order: each line of a ```bash block, each ```python block
+    whole (run by this interpreter)."""
     text = README.read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    commands: list[str] = []
-    for block in blocks:
+    commands: list[list[str]] = []
+    for lang, block in re.findall(r"```(bash|python)\n(.*?)```", text, flags=re.S):
+        if lang == "python":
+            commands.append([sys.executable, "-c", block])
+            continue
         # join backslash continuations, drop comments and make targets
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             line = line.strip()
             if not line or line.startswith("#") or line.startswith("make "):
                 continue
-            commands.append(line)
+            commands.append(["bash", "-c", line])
     return commands
 
 
@@ -51,11 +56,10 @@ def test_readme_commands_run(tmp_path: Path) -> None:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("WANDB_MODE", "offline")
     env["TALKING_FACES_QUIET"] = "1"
-    for command in commands:
-        proc = subprocess.run(
-            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, f"README command failed: {command}\n{proc.stderr[-2000:]}"
+    assert any(argv[0] == sys.executable for argv in commands), "the Python example is not found"
+    for argv in commands:
+        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"README command failed: {argv[-1]}\n{proc.stderr[-2000:]}"
 
     # what the README says the evaluate examples write
     ldm = json.loads((tmp_path / "results" / "ldm.json").read_text())
