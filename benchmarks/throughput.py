@@ -79,7 +79,7 @@ def matmul_peak(device: str, precision: str, seconds: float = 2.0) -> float:
 def build(name: str, preset: str, size: int, window: int, features: int):
     from omegaconf import OmegaConf
 
-    from talking_faces.config import load_config
+    from talking_faces.runconfig import load_config
     from talking_faces.models import MODELS
 
     path = (

@@ -1,23 +1,27 @@
-"""Run configuration: typed schemas, composition of YAML files and ``key=value`` overrides.
+"""Run configuration: typed schemas and the composition of YAML files and ``key=value`` overrides.
 
-``talking-faces fit CONFIG... [key=value ...]`` -> **load_config** -> validated DictConfig ->
-:mod:`talking_faces.run` (datamodule, model, trainer, run folder).
+``talking-faces fit CONFIG... [key=value ...]`` -> :func:`talking_faces.runconfig.load_config`
+-> **compose_config** -> validated DictConfig -> :mod:`talking_faces.run` (datamodule, model,
+trainer, run folder).
 
 A run config is composed from at most a base file and one file per axis (``experiments/base.yaml``,
 ``experiments/data/*.yaml``, ``experiments/model/*.yaml``, ``experiments/trainer/*.yaml``), merged
 left to right, then the command-line overrides. Every section has a dataclass schema and the result
 is in OmegaConf struct mode. The ``model`` section is validated against the ``Config`` dataclass of
-the class that ``model.name`` selects from :data:`talking_faces.models.MODELS` (or the experts), so
-each method keeps its own keys and configs never hold import paths. An unknown key, in a file or
-on the command line, is a :class:`~talking_faces.errors.UserError` naming the key and the closest
-valid one; a value of the wrong type names the key and the expected type.
+the class that ``model.name`` selects; this module does not know the registry (it sits below the
+models): :func:`compose_config` is handed a lookup, and :func:`talking_faces.runconfig.load_config`
+passes the registry's. Configs never hold import paths. An unknown key, in a file or on the
+command line, is a :class:`~talking_faces.errors.UserError` naming the key and the closest valid
+one; a value of the wrong type names the key and the expected type. :func:`make_config` validates
+one dataclass section the same way (the constructors of methods and experts use it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,24 +225,50 @@ def _merge_plain(a: dict, b: dict) -> dict:
     return out
 
 
-def schema_for(model_name: str | None) -> DictConfig:
-    """The struct-mode schema of a run whose model is ``model_name`` (None: model unset)."""
-    schema = OmegaConf.structured(Config)
-    if model_name is not None:
-        from talking_faces.models import model_class
+def make_config(cls: type, config: Any = None, **overrides: Any) -> Any:
+    """Validated ``cls`` instance (a dataclass) from a ``cls``, a mapping (dict or OmegaConf) or
+    None, with keyword ``overrides`` on top.
 
-        schema.model = OmegaConf.structured(model_class(model_name).Config)
+    Unknown keys and values of the wrong type raise :class:`UserError` naming the key.
+    """
+    schema = OmegaConf.structured(cls)
+    OmegaConf.set_struct(schema, True)
+    if config is None:
+        values: Any = {}
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        values = OmegaConf.structured(config)
+    elif isinstance(config, Mapping) or OmegaConf.is_dict(config):
+        values = config
+    else:
+        raise TypeError(f"config must be a {cls.__name__}, a mapping or None, not {type(config)}")
+    try:
+        merged = OmegaConf.merge(schema, values, overrides)
+    except OmegaConfBaseException as exc:
+        raise UserError(explain_omegaconf_error(exc, prefix="model.")) from None
+    return OmegaConf.to_object(merged)
+
+
+def schema_for(model_config: type | None) -> DictConfig:
+    """The struct-mode schema of a run whose ``model`` section is the dataclass ``model_config``
+    (None: the model is unset)."""
+    schema = OmegaConf.structured(Config)
+    if model_config is not None:
+        schema.model = OmegaConf.structured(model_config)
     OmegaConf.set_struct(schema, True)
     return schema
 
 
-def load_config(
-    paths: Sequence[str | os.PathLike[str]], overrides: Sequence[str] = ()
+def compose_config(
+    paths: Sequence[str | os.PathLike[str]],
+    overrides: Sequence[str],
+    model_config: Callable[[str], type],
 ) -> DictConfig:
     """Compose YAML files (left to right) and ``key=value`` overrides into a validated config.
 
-    The result is in struct mode. Required values that nobody set (``data.root``) stay missing;
-    :func:`require_complete` checks them before a run starts.
+    ``model_config(name)`` gives the ``Config`` dataclass of model ``name`` (the registry's
+    business: :func:`talking_faces.runconfig.load_config` passes it). The result is in struct
+    mode. Required values that nobody set (``data.root``) stay missing; :func:`require_complete`
+    checks them before a run starts.
 
     Raises:
         UserError: a missing or malformed file, an unknown key (naming the closest valid one), a
@@ -255,7 +285,7 @@ def load_config(
         raise UserError(f"config key 'model.name' must be a string, got {name!r}")
     if model_section is not None and not isinstance(model_section, dict):
         raise UserError("config key 'model' must be a mapping with a 'name'")
-    schema = schema_for(name)
+    schema = schema_for(model_config(name) if name is not None else None)
     if name is None and isinstance(model_section, dict) and model_section:
         raise UserError(
             f"config keys under 'model' ({', '.join(sorted(model_section))}) need model.name; "

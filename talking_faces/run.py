@@ -1,13 +1,13 @@
 """One training run: run folder, datamodule, model, loggers, trainer, resume.
 
-config (:func:`talking_faces.config.load_config`) -> **fit** -> run folder ``out/name/``:
+config (:func:`talking_faces.runconfig.load_config`) -> **fit** -> run folder ``out/name/``:
 
 - ``config.yaml``: the resolved config (rewritten when a run is resumed; earlier ones are kept as
   ``config.<n>.yaml``)
 - ``git.json``: commit of the code that ran (and whether the tree had uncommitted changes)
 - ``checkpoints/last.ckpt`` and ``checkpoints/best-<step>.ckpt`` (best by ``checkpoint.monitor``)
 - ``metrics.csv`` (always; a resumed run appends to it), ``fit.log`` (Lightning's log lines)
-- ``samples/*.mp4``: real | generated side by side with the audio muxed, every
+- ``samples/*.mp4``: real | generated (| the method's debug panels) with the audio muxed, every
   ``logger.sample_every_n_val`` validations; also sent to W&B when ``logger.wandb=true``
 - ``wandb/`` (offline unless ``WANDB_MODE`` says otherwise), ``tensorboard/`` when asked for.
 
@@ -21,6 +21,12 @@ Checkpoints are written atomically and carry the model's training-noise generato
 single-process run ends with the same weights as an uninterrupted one. Under DDP, every rank runs
 this module (Lightning's launcher re-executes the command); only global rank 0 writes the run
 folder.
+
+Loggers are built in :mod:`talking_faces.loggers`, callbacks and the checkpoint writer live in
+:mod:`talking_faces.callbacks`. Methods trained with several optimizers (manual optimization) get
+DDP with ``find_unused_parameters`` (each optimizer step touches one network group) and refuse the
+trainer's global gradient clipping and accumulation (they clip per group: ``model.clip_grad_norm``
+or ``model.optim.<group>.clip_grad_norm``).
 """
 
 from __future__ import annotations
@@ -34,19 +40,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from talking_faces.callbacks import AtomicCheckpointIO, RunInfo, SampleVideos
 from talking_faces.config import require_complete, to_dict, to_yaml
 from talking_faces.errors import UserError
-from talking_faces.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from talking_faces.loggers import build_loggers, check_loggers
+from talking_faces.utils.distributed import global_rank_from_env
+from talking_faces.utils.io import write_json_atomic, write_text_atomic
 from talking_faces.utils.provenance import git_info
 
 log = logging.getLogger("talking_faces.run")
@@ -67,23 +72,15 @@ warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` de
 # Lightning's own use of a torch pytree API that torch deprecated; nothing a user can change.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
-#: video frame rate and audio sample rate of every prepared dataset
-FPS = 25
-SAMPLE_RATE = 16000
-#: model config fields that fit fills from the data
-DATA_FIELDS = ("image_size", "audio_window", "audio_features")
+#: model config fields that fit fills from the data (when the method has them)
+DATA_FIELDS = ("image_size", "audio_window", "audio_features", "num_words", "num_speakers")
 
 
-# ------------------------------------------------------------------------------------ ranks
-def global_rank_from_env() -> int:
-    """This process's global rank as launchers announce it (0 when not distributed)."""
-    for var in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    # Lightning's subprocess launcher sets LOCAL_RANK/NODE_RANK on the processes it starts
-    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")) or 0)
-    return local + node * 10_000  # only "is it zero" matters here
+def _checkpoint_step(path: str | None) -> int | None:
+    if path is None:
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return int(ckpt.get("global_step", 0))
 
 
 # ------------------------------------------------------------------------------- run folder
@@ -123,231 +120,6 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
     write_json_atomic(run_dir / "git.json", git_info())
 
 
-# ---------------------------------------------------------------------------- checkpointing
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file and renamed, so a kill never leaves half a file."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
-    ) -> None:
-        path = Path(path)
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO takes no storage_options")
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-
-class RunInfo(Callback):
-    """Puts the resolved run config into every checkpoint (``checkpoint["run_config"]``)."""
-
-    def __init__(self, run_config: dict[str, Any]) -> None:
-        self.run_config = run_config
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
-        checkpoint["run_config"] = self.run_config
-
-
-# ----------------------------------------------------------------------------------- loggers
-class _AppendingWriter(ExperimentWriter):
-    """CSV writer that keeps the rows a resumed run already wrote (Lightning's deletes them)."""
-
-    def __init__(self, log_dir: str, keep_until_step: int | None) -> None:
-        self._keep_until_step = keep_until_step
-        super().__init__(log_dir)
-
-    def _check_log_dir_exists(self) -> None:
-        import csv
-
-        path = Path(self.metrics_file_path)
-        if not path.is_file():
-            return
-        if self._keep_until_step is None:  # a fresh run: start the file over
-            path.unlink()
-            return
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            keys = list(reader.fieldnames or [])
-            # rows from the checkpoint's step on were logged by the killed run after it saved;
-            # the resumed run logs them again
-            rows = [r for r in reader if int(float(r.get("step") or 0)) < self._keep_until_step]
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.metrics_keys = keys
-
-
-class RunCSVLogger(CSVLogger):
-    """``metrics.csv`` directly in the run folder; appends when the run is resumed."""
-
-    def __init__(self, run_dir: Path, keep_until_step: int | None) -> None:
-        super().__init__(save_dir=str(run_dir), name="", version="")
-        self._keep_until_step = keep_until_step
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(self.log_dir, self._keep_until_step)
-        return self._experiment
-
-
-def _checkpoint_step(path: str | None) -> int | None:
-    if path is None:
-        return None
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return int(ckpt.get("global_step", 0))
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> list[Logger]:
-    loggers: list[Logger] = [RunCSVLogger(run_dir, resume_step)]
-    if cfg.logger.wandb:
-        from lightning.pytorch.loggers import WandbLogger
-
-        id_file = run_dir / "wandb_id.txt"
-        if id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = f"{run_dir.name}-{int(time.time())}"
-            if global_rank_from_env() == 0:
-                write_text_atomic(id_file, run_id + "\n")
-        loggers.append(
-            WandbLogger(
-                project=cfg.logger.wandb_project,
-                entity=cfg.logger.wandb_entity,
-                name=run_dir.name,
-                id=run_id,
-                resume="allow",
-                tags=list(cfg.logger.wandb_tags),
-                save_dir=str(run_dir),
-                # offline unless the user's environment chose a mode
-                offline="WANDB_MODE" not in os.environ,
-                config=to_dict(cfg),
-            )
-        )
-    if cfg.logger.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-    return loggers
-
-
-def check_loggers(cfg: DictConfig) -> None:
-    """Fail before anything is written when an optional logger's package is missing."""
-    import importlib.util
-
-    if cfg.logger.tensorboard and not any(
-        importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
-    ):
-        raise UserError(
-            "logger.tensorboard=true needs the tensorboard package: pip install tensorboard"
-        )
-    if cfg.logger.wandb and importlib.util.find_spec("wandb") is None:
-        raise UserError("logger.wandb=true needs the wandb package: pip install wandb")
-
-
-# ------------------------------------------------------------------------------ sample videos
-def write_clip_mp4(
-    path: str | os.PathLike[str],
-    video: np.ndarray,
-    waveform: np.ndarray | None,
-    fps: int = FPS,
-    sample_rate: int = SAMPLE_RATE,
-) -> None:
-    """Write ``video`` (``T,H,W,3`` uint8) as H.264 with ``waveform`` (float, mono) as AAC.
-
-    Written atomically; H and W must be even (yuv420p).
-    """
-    import av
-
-    t, h, w, _ = video.shape
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        vs = container.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"crf": "18", "preset": "veryfast"}
-        audio_stream = None
-        if waveform is not None and waveform.size:
-            audio_stream = container.add_stream("aac", rate=sample_rate)
-            audio_stream.layout = "mono"
-        for frame in video:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
-        if audio_stream is not None:
-            samples = np.clip(waveform.astype(np.float32), -1.0, 1.0)[None]
-            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            af.sample_rate = sample_rate
-            af.pts = 0
-            for packet in audio_stream.encode(af):
-                container.mux(packet)
-            for packet in audio_stream.encode():
-                container.mux(packet)
-
-
-class SampleVideos(Callback):
-    """Every ``every_n_val`` validations, write real | generated clips of the first val batch."""
-
-    def __init__(self, folder: Path, every_n_val: int, num_videos: int) -> None:
-        self.folder = Path(folder)
-        self.every_n_val = every_n_val
-        self.num_videos = num_videos
-        self.validations = 0
-
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if (
-            batch_idx != 0
-            or dataloader_idx != 0
-            or trainer.sanity_checking
-            or not trainer.is_global_zero
-            or self.every_n_val <= 0
-            or self.validations % self.every_n_val != 0
-            or not isinstance(outputs, Mapping)
-            or "generated" not in outputs
-        ):
-            return
-        paths, captions = self.write(trainer.global_step, batch, outputs["generated"])
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_video(
-                    "val/samples",
-                    videos=paths,
-                    step=trainer.global_step,
-                    caption=captions,
-                    format=["mp4"] * len(paths),
-                )
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.validations += 1
-
-    def write(self, step: int, batch: Mapping[str, Any], generated: torch.Tensor):
-        """Write up to ``num_videos`` mp4 files; return their paths and captions."""
-        real = batch["frames"][: self.num_videos].float().cpu()
-        fake = generated[: self.num_videos].float().cpu()
-        side = torch.cat([real, fake], dim=-1).clamp(0, 1)  # N,T,3,H,2W
-        video = (side.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
-        wave = batch.get("waveform")
-        ids = batch.get("clip_id") or [str(i) for i in range(len(video))]
-        paths, captions = [], []
-        for i, clip in enumerate(video):
-            path = self.folder / f"step{step:07d}-{i}.mp4"
-            audio = wave[i].float().cpu().numpy() if wave is not None else None
-            write_clip_mp4(path, clip, audio)
-            paths.append(str(path))
-            captions.append(f"{ids[i]} (real | generated), step {step}")
-        return paths, captions
-
-
 # ------------------------------------------------------------------------------- components
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """:class:`talking_faces.data.TalkingFaceDataModule` from ``cfg.data`` and ``cfg.seed``."""
@@ -374,16 +146,19 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 
 def data_shapes(cfg: DictConfig, datamodule: Any) -> dict[str, int]:
-    """``image_size``, ``audio_window``, ``audio_features`` of the batches ``datamodule`` makes."""
+    """:data:`DATA_FIELDS` of the batches ``datamodule`` makes: crop size, audio window shape,
+    and the sizes of the word and speaker vocabularies (``meta.json``'s ``words``/``speakers``)."""
     return {
         "image_size": int(datamodule.image_size),
         "audio_window": int(cfg.data.audio_window),
         "audio_features": int(datamodule.audio_dim),
+        "num_words": len(datamodule.words),
+        "num_speakers": len(datamodule.speakers),
     }
 
 
 def fill_model_shapes(cfg: DictConfig, shapes: Mapping[str, int]) -> None:
-    """Set ``model.image_size``/``audio_window``/``audio_features`` from the data (in place).
+    """Set the model's :data:`DATA_FIELDS` from the data (in place).
 
     A value set in the config that disagrees with the data is a :class:`UserError`.
     """
@@ -425,9 +200,33 @@ def build_trainer(
     run_dir: Path,
     loggers: list[Logger],
     extra_callbacks: list[Callback] | None = None,
+    manual_optimization: bool = False,
 ) -> L.Trainer:
-    """``lightning.Trainer`` from ``cfg.trainer`` with the run folder's checkpoints."""
+    """``lightning.Trainer`` from ``cfg.trainer`` with the run folder's checkpoints.
+
+    ``manual_optimization``: the model steps several optimizers itself (see the module
+    docstring for what changes).
+    """
     t = cfg.trainer
+    strategy: Any = t.strategy
+    if manual_optimization:
+        if t.gradient_clip_val:
+            raise UserError(
+                f"model '{cfg.model.name}' trains several networks with their own optimizers; "
+                "clip per network group with model.clip_grad_norm (all groups) or "
+                "model.optim.<group>.clip_grad_norm instead of trainer.gradient_clip_val"
+            )
+        if t.accumulate_grad_batches != 1:
+            raise UserError(
+                f"model '{cfg.model.name}' steps its optimizers itself: "
+                "trainer.accumulate_grad_batches must be 1 (raise data.batch_size instead)"
+            )
+        several = str(t.devices) not in ("1", "cpu") or t.num_nodes > 1
+        if strategy == "ddp" or (strategy == "auto" and several):
+            # each optimizer step touches one network group: the others get no gradient
+            strategy = "ddp_find_unused_parameters_true"
+        elif strategy == "ddp_spawn":
+            strategy = "ddp_spawn_find_unused_parameters_true"
     ckdir = run_dir / "checkpoints"
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -456,7 +255,7 @@ def build_trainer(
         return L.Trainer(
             accelerator=t.accelerator,
             devices=t.devices,
-            strategy=t.strategy,
+            strategy=strategy,
             num_nodes=t.num_nodes,
             precision=t.precision,
             max_steps=t.max_steps,
@@ -518,6 +317,8 @@ def fit(cfg: DictConfig) -> Path:
     from talking_faces.models import model_class
 
     model = model_class(cfg.model.name)(cfg.model)
+    if hasattr(model, "check_optim_groups"):
+        model.check_optim_groups()
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     landmark_expert = attach_landmark_expert(model, cfg)
@@ -535,7 +336,9 @@ def fit(cfg: DictConfig) -> Path:
         samples = SampleVideos(
             run_dir / "samples", cfg.logger.sample_every_n_val, cfg.logger.sample_videos
         )
-        trainer = build_trainer(cfg, run_dir, loggers, [samples])
+        trainer = build_trainer(
+            cfg, run_dir, loggers, [samples], manual_optimization=not model.automatic_optimization
+        )
         # the seed again: building the datamodule and model drew from the global generators
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         try:

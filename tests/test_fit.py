@@ -274,10 +274,10 @@ def test_shared_test_and_predict_steps(prepared_grid: Path, tmp_path: Path) -> N
     B,K,T,3,H,W samples."""
     import lightning as L
 
-    from talking_faces.config import load_config
     from talking_faces.data import TalkingFaceDataModule
     from talking_faces.experts.landmarks import LandmarkExpert
     from talking_faces.run import build_datamodule
+    from talking_faces.runconfig import load_config
 
     cfg = load_config(CONFIGS, [f"data.root={prepared_grid}", "data.num_workers=0"])
     cfg.data.num_frames, cfg.data.batch_size = 4, 2

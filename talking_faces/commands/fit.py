@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talking_faces.config import load_config, to_yaml
+    from talking_faces.config import to_yaml
     from talking_faces.errors import UserError
+    from talking_faces.runconfig import load_config
 
     files = [i for i in args.items if "=" not in i]
     overrides = [i for i in args.items if "=" in i]

@@ -23,8 +23,9 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
-from talking_faces.errors import UserError
-from talking_faces.models.base import OPTIMIZERS, ModelConfig, build_optimizer, make_config
+from talking_faces.config import make_config
+from talking_faces.models.base import ModelConfig
+from talking_faces.optim import build_optimizer, build_scheduler, check_optim_config
 from talking_faces.utils.io import atomic_path, sha256_file, write_text_atomic
 
 #: folder inside a prepared dataset where its trained experts live
@@ -38,7 +39,7 @@ class ExpertConfig(ModelConfig):
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    #: cosine learning-rate decay to 2% over this many optimizer steps (0: constant rate)
+    #: cosine learning-rate decay to 2% over this many optimizer steps (0: lr_schedule applies)
     lr_decay_steps: int = 0
     #: write the trained expert to ``export_path`` when training ends
     export: bool = True
@@ -77,10 +78,7 @@ class ExpertModule(L.LightningModule):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__()
         cfg = make_config(self.Config, config, **overrides)
-        if cfg.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
-            )
+        check_optim_config(cfg)
         self.config = cfg
         # plain containers only, so checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters({"config": dataclasses.asdict(cfg)})
@@ -89,7 +87,10 @@ class ExpertModule(L.LightningModule):
         c = self.config
         opt = build_optimizer(self, c)
         if c.lr_decay_steps <= 0:
-            return opt
+            sched = build_scheduler(opt, c, int(self.trainer.max_steps or 0))
+            if sched is None:
+                return opt
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=c.lr_decay_steps, eta_min=c.lr * 0.02
         )

@@ -23,57 +23,38 @@ and saves it as the hyper-parameters, so a checkpoint alone rebuilds the model:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-from torch import Tensor
+from torch import Tensor, nn
 
+from talking_faces.config import make_config
 from talking_faces.errors import UserError
 from talking_faces.metrics import LandmarkDistance, VideoPSNR, VideoSSIM
+from talking_faces.optim import (
+    OptimConfig,
+    build_optimizer,
+    build_scheduler,
+    check_optim_config,
+    optim_config,
+)
 
-#: crop size in whose pixels validation LMD is reported (PAPERS.md)
+#: crop size in whose pixels validation LMD is reported (docs/metrics.md)
 LMD_SIZE = 128
-#: optimizers a model config may name
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-
-
-def build_optimizer(module: torch.nn.Module, c: Any) -> torch.optim.Optimizer:
-    """The optimizer named by ``c.optimizer`` (one of :data:`OPTIMIZERS`) over ``module``'s
-    trainable parameters, with ``c``'s ``lr``, ``betas``, ``eps``, ``alpha``, ``momentum`` and
-    ``weight_decay`` (the fields of :class:`ModelConfig`); shared by methods and experts."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    if c.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
-        )
-    if c.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay
-        )
-    if c.optimizer == "rmsprop":
-        return torch.optim.RMSprop(
-            params,
-            lr=c.lr,
-            alpha=c.alpha,
-            eps=c.eps,
-            weight_decay=c.weight_decay,
-            momentum=c.momentum,
-        )
-    return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(OptimConfig):
     """Hyper-parameters every method has. Methods extend it with their own fields.
 
-    ``image_size``, ``audio_window`` and ``audio_features`` describe the data the network is
-    built for; ``fit`` fills them from the prepared dataset when they are ``None`` and refuses a
-    dataset that disagrees with values given explicitly.
+    The optimizer fields come from :class:`~talking_faces.optim.OptimConfig`. ``image_size``,
+    ``audio_window`` and ``audio_features`` describe the data the network is built for; ``fit``
+    fills them (and ``num_words`` / ``num_speakers`` where a method has them) from the prepared
+    dataset when they are ``None`` and refuses a dataset that disagrees with values given
+    explicitly.
     """
 
     name: str = "?"
@@ -83,45 +64,55 @@ class ModelConfig:
     audio_window: int | None = None
     #: coefficients per audio-feature row (12 for MFCC without c0)
     audio_features: int | None = None
-    #: one of OPTIMIZERS
-    optimizer: str = "adam"
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    #: Adam/AdamW betas
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    #: RMSprop smoothing constant
-    alpha: float = 0.99
-    eps: float = 1e-8
-    #: SGD/RMSprop momentum
-    momentum: float = 0.0
     #: seed of the samples drawn for validation/test/predict (per batch: seed + batch index)
     eval_seed: int = 0
     #: samples per input in ``predict_step``
     predict_samples: int = 1
+    #: per network group overrides of the optimizer fields, for methods with several optimizers
+    #: (e.g. ``optim: {discriminator: {lr: 1.0e-4}}``); see TalkingFaceModule.optimizer_groups
+    optim: dict[str, Any] = field(default_factory=dict)
 
 
-def make_config(cls: type, config: Any = None, **overrides: Any) -> Any:
-    """Validated ``cls`` instance from a ``cls``, a mapping (dict or OmegaConf) or None.
+@dataclass
+class MethodEvalData:
+    """What ``talking-faces evaluate`` hands to :meth:`TalkingFaceModule.method_metrics`.
 
-    Unknown keys and values of the wrong type raise :class:`UserError` naming the key.
+    ``windows(num_frames)`` yields Batches of the centred ``num_frames`` window of every clip of
+    the evaluated split (clips shorter than that are left out), with the audio features the model
+    was trained on; ``limit`` caps the number of clips when evaluate was given ``--limit``.
     """
-    schema = OmegaConf.structured(cls)
-    OmegaConf.set_struct(schema, True)
-    if config is None:
-        values: Any = {}
-    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
-        values = OmegaConf.structured(config)
-    elif isinstance(config, Mapping) or OmegaConf.is_dict(config):
-        values = config
-    else:
-        raise TypeError(f"config must be a {cls.__name__}, a mapping or None, not {type(config)}")
-    try:
-        merged = OmegaConf.merge(schema, values, overrides)
-    except OmegaConfBaseException as exc:
-        from talking_faces.config import explain_omegaconf_error
 
-        raise UserError(explain_omegaconf_error(exc, prefix="model.")) from None
-    return OmegaConf.to_object(merged)
+    root: str
+    split: str
+    audio: dict[str, Any]
+    device: torch.device
+    seed: int = 0
+    batch_size: int = 8
+    limit: int | None = None
+
+    def windows(self, num_frames: int) -> Iterator[Mapping[str, Any]]:
+        from talking_faces.data import TalkingFaceDataModule
+
+        dm = TalkingFaceDataModule(
+            root=self.root,
+            num_frames=num_frames,
+            batch_size=self.batch_size,
+            num_workers=0,
+            identity="first",
+            seed=self.seed,
+            test_split=self.split,
+            **self.audio,
+        )
+        dm.setup("test")
+        seen = 0
+        for batch in dm.test_dataloader():
+            if self.limit is not None and seen >= self.limit:
+                return
+            if self.limit is not None and seen + len(batch["clip_id"]) > self.limit:
+                keep = self.limit - seen
+                batch = {k: v[:keep] for k, v in batch.items()}
+            seen += len(batch["clip_id"])
+            yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 class TalkingFaceModule(L.LightningModule):
@@ -129,12 +120,21 @@ class TalkingFaceModule(L.LightningModule):
 
     Subclasses set ``Config`` (a :class:`ModelConfig` subclass), ``stochastic`` (whether
     ``generate`` can give several different samples per input) and implement :meth:`loss` and
-    :meth:`generate`.
+    :meth:`generate`. Methods trained with several optimizers (adversarial ones) also implement
+    :meth:`optimizer_groups` and a ``training_step`` made of :meth:`group_step` calls; methods
+    with evaluations of their own implement :meth:`method_metrics`; methods that can be driven by
+    something else than audio list it in ``drives`` and implement :meth:`generate_driven`.
     """
 
     Config: ClassVar[type] = ModelConfig
     #: True when ``generate`` draws samples; deterministic methods reject ``num_samples > 1``
     stochastic: ClassVar[bool] = False
+    #: what can drive generation: "audio" always; "video" for methods that implement
+    #: generate_driven (``talking-faces evaluate --drive video``)
+    drives: ClassVar[tuple[str, ...]] = ("audio",)
+    #: config fields that only change generation (test-time options): ``talking-faces evaluate
+    #: --option KEY=VALUE`` may set them on a trained model, and results record them
+    generation_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__()
@@ -145,10 +145,7 @@ class TalkingFaceModule(L.LightningModule):
                     f"model.{key} is not set; build the model through `talking-faces fit` (which "
                     f"reads it from the dataset) or pass {key}=..."
                 )
-        if cfg.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
-            )
+        check_optim_config(cfg)
         self.config = cfg
         # plain containers only, so checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters({"config": dataclasses.asdict(cfg)})
@@ -165,6 +162,31 @@ class TalkingFaceModule(L.LightningModule):
         # kept out of the module tree so it is neither trained nor saved with the model
         self._landmark_model: list[Any] = []
         self._metric_suite: list[Any] = []
+        #: group name -> (optimizer index, scheduler index or None), set by configure_optimizers
+        self._group_slots: dict[str, tuple[int, int | None]] = {}
+
+    def check_optim_groups(self) -> None:
+        """Refuse ``model.optim`` entries that name no network group of this method."""
+        names = list(self.optimizer_groups())
+        unknown = sorted(set(self.config.optim) - set(names))
+        if unknown and not names:
+            raise UserError(
+                f"model '{self.config.name}' trains with one optimizer: set model.lr, "
+                f"model.optimizer, ... instead of model.optim.{unknown[0]}"
+            )
+        if unknown:
+            raise UserError(
+                f"model.optim.{unknown[0]} names no network group of '{self.config.name}'; "
+                f"its groups: {', '.join(names)}"
+            )
+        for name in names:
+            overrides = self.config.optim.get(name) or {}
+            if not isinstance(overrides, Mapping):
+                raise UserError(f"model.optim.{name} must be a mapping of optimizer settings")
+            try:
+                optim_config(self.config, overrides)
+            except UserError as exc:
+                raise UserError(f"model.optim.{name}: {exc}") from None
 
     # ----------------------------------------------------------------- what a method provides
     def loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict:
@@ -194,6 +216,159 @@ class TalkingFaceModule(L.LightningModule):
             ``B,K,T,3,H,W`` in [0,1].
         """
         raise NotImplementedError(f"{type(self).__name__} must implement generate()")
+
+    def optimizer_groups(self) -> dict[str, list[nn.Module]]:
+        """Network groups, each trained by its own optimizer, in the order they step.
+
+        Empty (the default): one optimizer over every parameter and Lightning's automatic
+        optimization (``loss()["loss"]`` is minimised). A method returning groups sets
+        ``automatic_optimization = False`` and writes ``training_step`` as :meth:`group_step`
+        calls. Each group's optimizer and schedule are the flat optimizer fields of the config
+        with ``model.optim.<group>`` on top. ``trainer.max_steps`` counts training steps
+        (batches), not optimizer steps: only the first group's step advances
+        ``trainer.global_step``. Every trainable parameter must be in exactly one group.
+        """
+        return {}
+
+    def method_metrics(self, data: MethodEvalData) -> dict[str, Any]:
+        """Evaluations of this method beyond the shared metric suite, for ``talking-faces
+        evaluate`` (written under ``method_metrics`` in the results JSON). None by default."""
+        return {}
+
+    def generate_driven(
+        self,
+        identity: Tensor,
+        driver: Tensor,
+        drive: str,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Frames for a face driven by something else than audio (``drive`` in ``drives``).
+
+        ``driver`` for ``drive="video"`` is ``B,T,3,H,W`` frames in [0,1] of the driving clip;
+        returns ``B,K,T,3,H,W`` in [0,1].
+        """
+        raise UserError(
+            f"method '{self.config.name}' can only be driven by audio (it has drives="
+            f"{', '.join(self.drives)})"
+        )
+
+    def debug_panels(
+        self, identity: Tensor, audio: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Extra ``B,T,3,H,W`` images in [0,1] shown beside the samples written during
+        validation (e.g. an attention mask); none by default."""
+        return {}
+
+    # ------------------------------------------------------------------ optimizers and steps
+    def group_optim_config(self, name: str) -> OptimConfig:
+        """The optimizer settings of network group ``name``."""
+        return optim_config(self.config, self.config.optim.get(name) or {})
+
+    def _total_steps(self) -> int:
+        trainer = self._trainer
+        if trainer is None:
+            return 0
+        if trainer.max_steps and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        try:
+            return int(trainer.estimated_stepping_batches)
+        except Exception:  # no loader yet (configure_optimizers outside fit)
+            return 0
+
+    def configure_optimizers(self) -> Any:
+        self.check_optim_groups()
+        groups = self.optimizer_groups()
+        total = self._total_steps()
+        if not groups:
+            c = optim_config(self.config)
+            opt = build_optimizer(self, c)
+            sched = build_scheduler(opt, c, total)
+            if sched is None:
+                return opt
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        self._check_group_coverage(groups)
+        optimizers, schedulers = [], []
+        self._group_slots = {}
+        for name, modules in groups.items():
+            c = self.group_optim_config(name)
+            opt = build_optimizer((p for m in modules for p in m.parameters()), c)
+            sched = build_scheduler(opt, c, total)
+            slot = None
+            if sched is not None:
+                slot = len(schedulers)
+                schedulers.append({"scheduler": sched, "interval": "step"})
+            self._group_slots[name] = (len(optimizers), slot)
+            optimizers.append(opt)
+        return optimizers, schedulers
+
+    def _check_group_coverage(self, groups: Mapping[str, list[nn.Module]]) -> None:
+        owner: dict[int, str] = {}
+        for name, modules in groups.items():
+            for module in modules:
+                for p in module.parameters():
+                    if id(p) in owner and owner[id(p)] != name:
+                        raise ValueError(
+                            f"a parameter of {type(self).__name__} is in groups "
+                            f"{owner[id(p)]!r} and {name!r}"
+                        )
+                    owner[id(p)] = name
+        orphans = [n for n, p in self.named_parameters() if p.requires_grad and id(p) not in owner]
+        if orphans:
+            raise ValueError(
+                f"{type(self).__name__}: parameters in no optimizer group: {', '.join(orphans[:5])}"
+            )
+
+    def group_step(
+        self, name: str, closure: Callable[[], Mapping[str, Tensor]]
+    ) -> dict[str, Tensor]:
+        """One optimizer step of network group ``name`` (manual optimization).
+
+        Only the group's parameters require gradients while ``closure`` runs (Lightning's
+        ``toggle_optimizer``); ``closure()`` returns named terms with ``"loss"`` the total to
+        minimise. The gradients are clipped by the group's ``clip_grad_norm``, the optimizer
+        steps and the group's schedule advances. Returns the terms, detached.
+        """
+        index, slot = self._group_slots[name]
+        optimizers = self.optimizers()
+        opt = optimizers[index] if isinstance(optimizers, list) else optimizers
+        self.toggle_optimizer(opt)
+        try:
+            terms = closure()
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(terms["loss"])
+            clip = self.group_optim_config(name).clip_grad_norm
+            if clip:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            if index == 0:
+                opt.step()  # advances trainer.global_step
+            else:
+                # the same step through the strategy (precision plugin included) without
+                # counting it as a training step
+                self.trainer.strategy.optimizer_step(opt.optimizer, closure=_no_closure)
+        finally:
+            self.untoggle_optimizer(opt)
+        if slot is not None:
+            self.trainer.lr_scheduler_configs[slot].scheduler.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # model.clip_grad_norm applies when trainer.gradient_clip_val is not set
+        if gradient_clip_val is None and self.config.clip_grad_norm:
+            gradient_clip_val, gradient_clip_algorithm = self.config.clip_grad_norm, "norm"
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def log_terms(self, prefix: str, terms: Mapping[str, Tensor], batch_size: int) -> None:
+        """Log ``terms`` as ``prefix/<name>`` (``prefix/loss`` on the progress bar)."""
+        parts = {f"{prefix}/{k}": v.detach() for k, v in terms.items() if k != "loss"}
+        self.log_dict(parts, batch_size=batch_size)
+        if "loss" in terms:
+            self.log(f"{prefix}/loss", terms["loss"].detach(), prog_bar=True, batch_size=batch_size)
 
     # ----------------------------------------------------------------------- shared machinery
     def check_num_samples(self, num_samples: int) -> None:
@@ -267,10 +442,7 @@ class TalkingFaceModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms = self.loss(batch)
-        bs = batch["frames"].shape[0]
-        parts = {f"train/{k}": v.detach() for k, v in terms.items() if k != "loss"}
-        self.log_dict(parts, batch_size=bs)
-        self.log("train/loss", terms["loss"].detach(), prog_bar=True, batch_size=bs)
+        self.log_terms("train", terms, batch["frames"].shape[0])
         return terms["loss"]
 
     def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, stage: str) -> dict:
@@ -327,5 +499,6 @@ class TalkingFaceModule(L.LightningModule):
             batch["identity"], batch["audio"], self.config.predict_samples, generator=gen
         )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self, self.config)
+
+def _no_closure() -> None:
+    return None
