@@ -82,8 +82,9 @@ class LandmarkRegressor(nn.Module):
         #: learnable inverse temperature of the spatial softmax
         self.log_beta = nn.Parameter(torch.tensor(math.log(4.0)))
 
-    def heatmaps(self, images: Tensor) -> Tensor:
-        """``N,3,H,W`` in [0,1] -> ``N,P,H/4,W/4`` heatmap logits."""
+    def features(self, images: Tensor) -> list[Tensor]:
+        """``N,3,H,W`` in [0,1] -> the trunk's maps at 1/4, 1/8, 1/16 and the decoder's at 1/4
+        (what a perceptual loss on face geometry compares; amie's ``perceptual: landmarks``)."""
         if images.shape[-1] % 16 or images.shape[-2] % 16:
             raise ValueError(f"crop size must be a multiple of 16, got {tuple(images.shape[-2:])}")
         x = (images - 0.5) / 0.25
@@ -92,7 +93,11 @@ class LandmarkRegressor(nn.Module):
         f16 = self.level16(f8)
         u8 = self.up8(torch.cat([f8, F.interpolate(f16, scale_factor=2.0, mode="nearest")], 1))
         u4 = self.up4(torch.cat([f4, F.interpolate(u8, scale_factor=2.0, mode="nearest")], 1))
-        return self.head(u4)
+        return [f4, f8, f16, u4]
+
+    def heatmaps(self, images: Tensor) -> Tensor:
+        """``N,3,H,W`` in [0,1] -> ``N,P,H/4,W/4`` heatmap logits."""
+        return self.head(self.features(images)[-1])
 
     def forward(self, images: Tensor) -> Tensor:
         """``N,3,H,W`` in [0,1] -> ``N,P,2`` (x, y) in input pixels."""
