@@ -1,24 +1,38 @@
 """Training and generation throughput of every method in MODELS, with model-FLOPs utilisation.
 
-For each model, frame size (64, 128 px) and precision (fp32, bf16-mixed), on random tensors of the
-batch contract (so data loading is not measured):
+Every name in ``talking_faces.models.MODELS`` is measured with its preset,
+``experiments/model/<name>.yaml`` (``--preset paper``) or ``<name>_tiny.yaml`` (``--preset
+tiny``), so a newly registered method is picked up by name. For each method, frame size
+(default 128 px; ``--sizes preset`` takes each preset's own) and precision (fp32, bf16-mixed), on
+random tensors of the batch contract (data loading is not measured):
 
-- training samples/s (one sample = one clip window of T frames; forward, backward, optimizer step),
-- generation frames/s (``generate`` on one clip, K = 1: the real-time figure),
-- peak memory (CUDA: max allocated; CPU: peak resident set of the process that ran the case,
-  each case runs in its own process),
-- MFU: FLOPs of one training step counted with ``torch.utils.flop_counter.FlopCounterMode``,
-  times steps/s, divided by the peak matmul FLOP/s measured in the same run on the same machine
-  and precision (square matmuls, best of several sizes).
+- training: seconds per step and samples/s (one sample = one clip window of T frames), timed in
+  Lightning's own fit loop, so manual-optimisation methods (GANs) run their ``training_step``;
+- generation: frames/s of ``generate`` (K = 1) on clips of ``--gen-frames`` frames at batch 1 (the
+  real-time figure) and at the batch that fills the machine: batches 1, 2, 4, ... are tried until
+  frames/s stops improving by at least ``--min-gain`` (or ``--max-gen-batch``);
+- MFU: FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode`` (one training step; one
+  generated clip at batch 1, per frame), times the measured rate, divided by the peak matmul
+  FLOP/s measured in the same process before and after the case, same precision (square matmuls,
+  best of several sizes and, on CPU, of MKL's and oneDNN's GEMM; the higher of the two
+  measurements). On CPU every rate is also given
+  per CPU-second of the process (``*_cpu``): on a machine shared with other jobs that figure,
+  with ``--threads 1``, is what the code achieves on the core it gets, while wall-clock rates
+  depend on the others' load;
+- peak memory (CUDA: max allocated; CPU: peak resident set of the process that ran the case; each
+  case runs in its own process).
 
-FlopCounterMode counts matmuls and convolutions (forward and backward); LSTM kernels that go to a
-fused backend are not counted, which makes the MFU slightly conservative.
+FlopCounterMode counts matmuls and convolutions (forward and backward); element-wise work (batch
+norm, activations) and LSTM kernels that go to a fused backend are not counted, which makes the
+MFU conservative.
 
-    .venv/bin/python benchmarks/throughput.py                    # all models, both sizes, fp32+bf16
-    .venv/bin/python benchmarks/throughput.py --threads 2 --preset paper --sizes 128
-    .venv/bin/python benchmarks/throughput.py --device cuda --batch 5 --frames 75
+    .venv/bin/python benchmarks/throughput.py --threads 1        # every method, paper preset
+    .venv/bin/python benchmarks/throughput.py --preset tiny --sizes 64 --threads 1 \
+        --batch 4 --frames 8
+    .venv/bin/python benchmarks/throughput.py --device cuda --precisions bf16-mixed \
+        --batch 5 --frames 75
 
-Prints a table and writes ``benchmarks/results/throughput-<device>.json``.
+Prints a table and writes ``benchmarks/results/throughput-<device>.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -38,6 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PRECISIONS = {"fp32": None, "bf16-mixed": "bfloat16"}
+#: model config fields that ``fit`` fills from a prepared dataset, with the values used here when
+#: a preset leaves them unset (image_size, audio_window and audio_features come from the options)
+DATA_DEFAULTS = {"num_words": 500, "num_speakers": 34}
 
 
 def autocast(device: str, precision: str):
@@ -55,41 +72,60 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(device: str, precision: str, seconds: float = 2.0) -> float:
-    """Best FLOP/s of square matmuls in ``precision`` (fp32 or bf16) on ``device``."""
+def matmul_peak(device: str, precision: str, seconds: float = 2.0) -> dict[str, float]:
+    """Best FLOP/s of square matmuls in ``precision`` (fp32 or bf16) on ``device``, per wall-clock
+    second (``wall``) and, on CPU, per CPU-second of this process (``cpu``).
+
+    On CPU both of PyTorch's matmul libraries are tried, ``torch.matmul`` (MKL for fp32) and
+    oneDNN's (the library behind PyTorch's CPU convolutions): MKL's fp32 GEMM runs at less than
+    half of oneDNN's on AMD processors, and a peak below what the convolutions reach would make
+    every MFU look better than it is.
+    """
     import torch
 
     dtype = torch.float32 if PRECISIONS[precision] is None else torch.bfloat16
     sizes = (1024, 2048, 4096) if device == "cpu" else (4096, 8192)
-    best = 0.0
+    best = {"wall": 0.0, "cpu": 0.0}
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
-        sync(device)
-        reps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / len(sizes) or reps < 2:
-            a @ b
+        kernels = [lambda a=a, b=b: a @ b]
+        if device == "cpu" and torch.backends.mkldnn.is_available():
+            a_dnn = a.to_mkldnn()
+            kernels.append(lambda a_dnn=a_dnn, b=b: torch._C._nn.mkldnn_linear(a_dnn, b, None))
+        for kernel in kernels:
+            kernel()
             sync(device)
-            reps += 1
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+            reps, start, cpu = 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - start < seconds / len(sizes) / len(kernels) or reps < 2:
+                kernel()
+                sync(device)
+                reps += 1
+            flop = 2 * n**3 * reps
+            best["wall"] = max(best["wall"], flop / (time.perf_counter() - start))
+            best["cpu"] = max(best["cpu"], flop / max(time.process_time() - cpu, 1e-9))
     return best
 
 
+def preset_path(name: str, preset: str) -> Path:
+    """``experiments/model/<name>.yaml`` (paper) or ``<name>_tiny.yaml`` (tiny)."""
+    file = f"{name}.yaml" if preset == "paper" else f"{name}_tiny.yaml"
+    return ROOT / "experiments" / "model" / file
+
+
 def build(name: str, preset: str, size: int, window: int, features: int):
+    """``MODELS[name]`` from its preset at ``size`` px; data-shaped fields the preset leaves
+    unset get ``window``, ``features`` and :data:`DATA_DEFAULTS`."""
     from omegaconf import OmegaConf
 
-    from talking_faces.runconfig import load_config
     from talking_faces.models import MODELS
+    from talking_faces.runconfig import load_config
 
-    path = (
-        ROOT
-        / "experiments"
-        / "model"
-        / (f"{name}.yaml" if preset == "paper" else f"{name}_tiny.yaml")
-    )
-    cfg = load_config([str(path)]).model
-    overrides = {"image_size": size, "audio_window": window, "audio_features": features}
+    cfg = load_config([str(preset_path(name, preset))]).model
+    overrides = {"image_size": size}
+    for key, value in {"audio_window": window, "audio_features": features, **DATA_DEFAULTS}.items():
+        if key in cfg and cfg[key] is None:
+            overrides[key] = value
     return MODELS[name](OmegaConf.merge(cfg, overrides))
 
 
@@ -102,10 +138,10 @@ def batch_for(b: int, t: int, size: int, window: int, features: int, device: str
         "identity": torch.rand(b, 3, size, size, generator=g),
         "audio": torch.randn(b, t, window, features, generator=g),
         "waveform": torch.randn(b, t * 640, generator=g),
-        "landmarks": torch.rand(b, t, 68, 2, generator=g) * size,
+        "landmarks": size / 4 + torch.rand(b, t, 68, 2, generator=g) * size / 2,
         "landmarks_valid": torch.ones(b, t, dtype=torch.bool),
         "speaker": torch.zeros(b, dtype=torch.long),
-        "word": torch.full((b,), -1, dtype=torch.long),
+        "word": torch.zeros(b, dtype=torch.long),
         "start": torch.zeros(b, dtype=torch.long),
     }
     out = {k: v.to(device) for k, v in batch.items()}
@@ -113,69 +149,193 @@ def batch_for(b: int, t: int, size: int, window: int, features: int, device: str
     return out
 
 
-def train_step_fn(model, batch, device: str, precision: str):
-    """One optimisation step as the model's training does it (manual optimisation included)."""
-    opt = model.configure_optimizers()
-    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+class _Repeat:
+    """``steps`` copies of one batch, as a map-style dataset for ``DataLoader(batch_size=None)``."""
 
-    def step() -> None:
-        with autocast(device, precision):
-            loss = model.loss(batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def __init__(self, batch: dict, steps: int) -> None:
+        self.batch, self.steps = batch, steps
 
-    return step
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, i: int) -> dict:
+        return self.batch
 
 
-def timed(fn, device: str, min_seconds: float, min_reps: int = 2) -> float:
-    """Seconds per call of ``fn`` (after one warm-up call)."""
-    fn()
+def train_timing(
+    args: argparse.Namespace, model, batch: dict, precision: str
+) -> tuple[dict, float]:
+    """Seconds per training step (``wall``, ``cpu``) and FLOPs of one step, measured in
+    Lightning's own fit loop, so
+    every method is timed as ``fit`` trains it (``training_step``, manual optimisation included;
+    ``precision`` is Lightning's ``bf16-mixed`` or ``32-true``)."""
+    import logging
+
+    import lightning as L
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # Lightning sets its logger to INFO when imported; its banners would fill the table
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    device = args.device
+
+    class StepTimer(L.Callback):
+        def __init__(self, warmup: int) -> None:
+            self.warmup, self.times, self.cpu = warmup, [], []
+            self.start = self.start_cpu = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            sync(device)
+            self.start, self.start_cpu = time.perf_counter(), time.process_time()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            sync(device)
+            if batch_idx >= self.warmup:
+                self.times.append(time.perf_counter() - self.start)
+                self.cpu.append(time.process_time() - self.start_cpu)
+            if len(self.times) >= 2 and sum(self.times) >= args.seconds:
+                trainer.should_stop = True
+
+    def fit(steps: int, callbacks: list) -> None:
+        trainer = L.Trainer(
+            accelerator="cuda" if device == "cuda" else "cpu",
+            devices=1,
+            precision="32-true" if PRECISIONS[precision] is None else precision,
+            max_steps=steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
+        )
+        loader = torch.utils.data.DataLoader(_Repeat(batch, steps), batch_size=None)
+        trainer.fit(model, train_dataloaders=loader)
+
+    fit(1, [])  # warm-up outside the counter (lazy init, allocator, optimizer state)
+    with FlopCounterMode(display=False) as counter:
+        fit(1, [])
+    timer = StepTimer(warmup=1)
+    fit(10_000, [timer])
+    n = len(timer.times)
+    return {"wall": sum(timer.times) / n, "cpu": sum(timer.cpu) / n}, counter.get_total_flops()
+
+
+def timed(fn, device: str, min_seconds: float, min_reps: int = 2, warmup=None) -> dict:
+    """Wall-clock and process CPU seconds per call of ``fn`` (after one warm-up call of
+    ``warmup`` or ``fn``)."""
+    (warmup or fn)()
     sync(device)
-    reps, start = 0, time.perf_counter()
+    reps, start, cpu = 0, time.perf_counter(), time.process_time()
     while reps < min_reps or time.perf_counter() - start < min_seconds:
         fn()
         sync(device)
         reps += 1
-    return (time.perf_counter() - start) / reps
+    return {
+        "wall": (time.perf_counter() - start) / reps,
+        "cpu": (time.process_time() - cpu) / reps,
+    }
 
 
-def run_case(args: argparse.Namespace, name: str, size: int, precision: str, peak: float) -> dict:
+def generation(args: argparse.Namespace, model, size: int, precision: str) -> dict:
+    """Frames/s of ``generate`` at batch 1 and at the batch that fills the machine (on CPU: the
+    best frames per CPU-second, the figure that sharing the machine does not move; on CUDA: per
+    wall-clock second), with the FLOPs of one generated frame."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    device, t = args.device, args.gen_frames
+    window, features = model.config.audio_window, model.config.audio_features
+    rate = "frames_per_cpu_s" if device == "cpu" else "frames_per_s"
+    model.eval()
+
+    def gen_fn(b: int, frames: int):
+        data = batch_for(b, frames, size, window, features, device)
+
+        def gen() -> None:
+            seed = torch.Generator(device=device).manual_seed(0)
+            with torch.inference_mode(), autocast(device, precision):
+                model.generate(data["identity"], data["audio"], 1, seed)
+
+        return gen
+
+    # the model's FLOPs do not depend on the precision; counted in fp32 (the counter's fallback
+    # for aten.lstm does not run under CPU bf16 autocast)
+    with FlopCounterMode(display=False) as counter:
+        data = batch_for(1, t, size, window, features, device)
+        with torch.inference_mode():
+            model.generate(data["identity"], data["audio"], 1)
+    flop_per_frame = counter.get_total_flops() / t
+    sweep: list[dict] = []
+    best = None
+    b = 1
+    while b <= args.max_gen_batch:
+        try:
+            sec = timed(gen_fn(b, t), device, args.seconds, 1, warmup=gen_fn(b, min(t, 2)))
+        except torch.OutOfMemoryError:
+            break
+        row = {
+            "batch": b,
+            "frames_per_s": b * t / sec["wall"],
+            "frames_per_cpu_s": b * t / max(sec["cpu"], 1e-9),
+        }
+        sweep.append(row)
+        print(
+            f"  {model.config.name} generate batch {b}: {row['frames_per_s']:.2f} frames/s, "
+            f"{row['frames_per_cpu_s']:.2f} per CPU-second",
+            file=sys.stderr,
+            flush=True,
+        )
+        improved = best is None or row[rate] >= best[rate] * (1 + args.min_gain)
+        best = row if best is None or row[rate] > best[rate] else best
+        if not improved:
+            break
+        b *= 2
+    return {
+        "clip_frames": t,
+        "gflop_per_frame": flop_per_frame / 1e9,
+        "filled_by": rate,
+        "batch1": sweep[0],
+        "filling": best,
+        "sweep": sweep,
+    }
+
+
+def run_case(args: argparse.Namespace, name: str, size: int, precision: str) -> dict:
+    import torch
+
     device = args.device
     torch.manual_seed(0)
+    # peak before and after the case; the higher is the reference, so that MFU is never
+    # flattered by a peak measured while someone else held the machine
+    peak = matmul_peak(device, precision)
     model = build(name, args.preset, size, args.window, args.features).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    batch = batch_for(args.batch, args.frames, size, args.window, args.features, device)
+    window, features = model.config.audio_window, model.config.audio_features
+    batch = batch_for(args.batch, args.frames, size, window, features, device)
 
-    model.train()
-    step = train_step_fn(model, batch, device, precision)
-    step()  # warm-up outside the counter (lazy init, allocator)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    sec = timed(step, device, args.seconds)
-    train_sps = args.batch / sec
-
-    model.eval()
-    gen_t = args.gen_frames
-    ident = batch["identity"][:1]
-    audio = batch_for(1, gen_t, size, args.window, args.features, device)["audio"]
-
-    def gen() -> None:
-        with torch.inference_mode(), autocast(device, precision):
-            model.generate(ident, audio, 1, torch.Generator(device=device).manual_seed(0))
-
-    gsec = timed(gen, device, args.seconds)
+    try:
+        sec, flops = train_timing(args, model, batch, precision)
+        train_error = None
+    except Exception as exc:  # e.g. a loss that needs a dataset's expert: still time generation
+        sec, flops = None, None
+        train_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"  {name} training not timed: {train_error}", file=sys.stderr, flush=True)
+    gen = generation(args, model, size, precision)
     if device == "cuda":
         peak_mem = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+    again = matmul_peak(device, precision)
+    peak = {k: max(peak[k], again[k]) for k in peak}
+    flop_frame = gen["gflop_per_frame"] * 1e9
+    for row in gen["sweep"]:  # batch1 and filling are rows of the sweep
+        row["mfu"] = flop_frame * row["frames_per_s"] / peak["wall"]
+        row["mfu_cpu"] = flop_frame * row["frames_per_cpu_s"] / peak["cpu"]
     params = sum(p.numel() for p in model.parameters())
     return {
         "model": name,
@@ -185,16 +345,23 @@ def run_case(args: argparse.Namespace, name: str, size: int, precision: str, pea
         "batch": args.batch,
         "frames": args.frames,
         "params_m": params / 1e6,
-        "train_step_s": sec,
-        "train_samples_per_s": train_sps,
-        "train_frames_per_s": train_sps * args.frames,
-        "train_step_gflop": flops / 1e9,
-        "achieved_tflops": flops / sec / 1e12,
-        "peak_matmul_tflops": peak / 1e12,
-        "mfu": flops / sec / peak,
-        "generate_frames_per_s": gen_t / gsec,
-        "generate_clip_frames": gen_t,
+        "peak_matmul_tflops": {k: v / 1e12 for k, v in peak.items()},
+        "train_error": train_error,
+        **(_train_figures(args, sec, flops, peak) if train_error is None else {}),
+        "generate": gen,
         "peak_memory_mib": peak_mem,
+    }
+
+
+def _train_figures(args: argparse.Namespace, sec: dict, flops: float, peak: dict) -> dict:
+    return {
+        "train_step_s": sec["wall"],
+        "train_step_cpu_s": sec["cpu"],
+        "train_samples_per_s": args.batch / sec["wall"],
+        "train_step_gflop": flops / 1e9,
+        "achieved_tflops": flops / sec["wall"] / 1e12,
+        "mfu": flops / sec["wall"] / peak["wall"],
+        "mfu_cpu": flops / max(sec["cpu"], 1e-9) / peak["cpu"],
     }
 
 
@@ -203,7 +370,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--models", nargs="*", help="names from MODELS (default: all)")
-    p.add_argument("--sizes", nargs="*", type=int, default=[64, 128])
+    p.add_argument(
+        "--sizes",
+        nargs="*",
+        default=["128"],
+        help="frame sizes in pixels, or 'preset' for each preset's own image_size (default 128)",
+    )
     p.add_argument("--precisions", nargs="*", default=list(PRECISIONS), choices=list(PRECISIONS))
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -211,13 +383,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=2, help="clips per training step")
     p.add_argument("--frames", type=int, default=4, help="T frames per training clip")
     p.add_argument("--gen-frames", type=int, default=25, help="frames generated per clip")
-    p.add_argument("--window", type=int, default=28)
-    p.add_argument("--features", type=int, default=12)
+    p.add_argument("--max-gen-batch", type=int, default=256, help="largest generation batch tried")
+    p.add_argument(
+        "--min-gain",
+        type=float,
+        default=0.03,
+        help="stop doubling the generation batch when frames/s grows less than this (0.03 = 3%%)",
+    )
+    p.add_argument("--window", type=int, default=28, help="audio window rows, if a preset has none")
+    p.add_argument("--features", type=int, default=12, help="audio features, if a preset has none")
     p.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="convert the whole model to NHWC")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/...)")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: one case, JSON out
-    p.add_argument("--peak", type=float, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -237,40 +415,77 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.case:
+        import warnings
+
+        warnings.filterwarnings("ignore", module="lightning")
         name, size, precision = args.case.split(":")
-        print(json.dumps(run_case(args, name, int(size), precision, args.peak)))
+        print(json.dumps(run_case(args, name, _size(name, args.preset, size), precision)))
         return 0
 
     from talking_faces.models import MODELS
     from talking_faces.utils.io import write_json_atomic
 
     names = args.models or sorted(MODELS)
-    peaks = {p: matmul_peak(args.device, p) for p in args.precisions}
-    for p, v in peaks.items():
-        threads = torch.get_num_threads()
-        print(f"peak matmul {p}: {v / 1e12:.3f} TFLOP/s ({args.device}, {threads} threads)")
-    results = []
+    missing = [n for n in names if n not in MODELS or not preset_path(n, args.preset).is_file()]
+    if missing:
+        print(
+            f"error: no {args.preset} preset for {', '.join(missing)} (expected "
+            f"{preset_path(missing[0], args.preset)}); methods: {', '.join(sorted(MODELS))}",
+            file=sys.stderr,
+        )
+        return 2
+    cpu = args.device == "cpu"
+    print(
+        f"{args.device}, {torch.get_num_threads()} threads; MFU against the matmul peak measured "
+        f"in each case"
+        + (" (per CPU-second of the process: robust to sharing the machine)" if cpu else "")
+    )
+    results: list[dict] = []
+    failed: list[dict] = []
+    unit = "CPU-s" if cpu else "s"
     header = (
-        f"{'model':8} {'px':>4} {'precision':10} {'train smp/s':>11} {'GFLOP/step':>10} "
-        f"{'MFU':>6} {'gen fps':>8} {'peak MiB':>9}"
+        f"{'model':6} {'px':>4} {'precision':10} {unit + '/step':>12} {'GFLOP/step':>10} "
+        f"{'MFU':>6} | {'GFLOP/frame':>11} {'b1 fr/' + unit:>11} {'MFU':>6} {'fill b':>6} "
+        f"{'fr/' + unit:>8} {'MFU':>6} {'peak MiB':>9}"
     )
     print(header)
     for name in names:
-        for size in args.sizes:
+        for size_arg in args.sizes:
+            size = _size(name, args.preset, size_arg)
             for precision in args.precisions:
                 case = f"{name}:{size}:{precision}"
                 cmd = [sys.executable, __file__, *_passthrough(args), "--case", case]
-                cmd += ["--peak", repr(peaks[precision])]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
+                # the case's stderr (its progress, or why it failed) goes to the terminal
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
                 if proc.returncode != 0:
-                    print(f"{case}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-                    return 1
+                    # one method that cannot run this case does not stop the others
+                    print(f"{name:6} {size:>4} {precision:10} failed (exit {proc.returncode})")
+                    failed.append(
+                        {
+                            "model": name,
+                            "size": size,
+                            "precision": precision,
+                            "exit": proc.returncode,
+                        }
+                    )
+                    continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.append(r)
+                g = r["generate"]
+                key = "_cpu" if cpu else ""
+                fps = "frames_per_cpu_s" if cpu else "frames_per_s"
+                if r["train_error"] is None:
+                    step = r["train_step_cpu_s"] if cpu else r["train_step_s"]
+                    train = f"{step:>12.2f} {r['train_step_gflop']:>10.1f} {r['mfu' + key]:>6.1%}"
+                else:
+                    train = f"{'not timed':>12} {'-':>10} {'-':>6}"
                 print(
-                    f"{name:8} {size:>4} {precision:10} {r['train_samples_per_s']:>11.2f} "
-                    f"{r['train_step_gflop']:>10.1f} {r['mfu']:>6.1%} "
-                    f"{r['generate_frames_per_s']:>8.1f} {r['peak_memory_mib']:>9.0f}"
+                    f"{name:6} {size:>4} {precision:10} {train} | "
+                    f"{g['gflop_per_frame']:>11.2f} {g['batch1'][fps]:>11.2f} "
+                    f"{g['batch1']['mfu' + key]:>6.1%} {g['filling']['batch']:>6} "
+                    f"{g['filling'][fps]:>8.2f} {g['filling']['mfu' + key]:>6.1%} "
+                    f"{r['peak_memory_mib']:>9.0f}",
+                    flush=True,
                 )
     out = (
         Path(args.out)
@@ -285,7 +500,6 @@ def main(argv: list[str] | None = None) -> int:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "cuda_device": torch.cuda.get_device_name() if args.device == "cuda" else None,
-            "peak_matmul_tflops": {p: v / 1e12 for p, v in peaks.items()},
             "settings": {
                 k: getattr(args, k)
                 for k in (
@@ -293,16 +507,28 @@ def main(argv: list[str] | None = None) -> int:
                     "batch",
                     "frames",
                     "gen_frames",
+                    "max_gen_batch",
+                    "min_gain",
                     "window",
                     "features",
                     "channels_last",
                 )
             },
             "results": results,
+            "failed": failed,
         },
     )
     print(f"wrote {out}")
-    return 0
+    return 1 if failed and not results else 0
+
+
+def _size(name: str, preset: str, size: str) -> int:
+    """``size`` in pixels; ``preset``: the preset's own ``image_size``."""
+    if size != "preset":
+        return int(size)
+    from talking_faces.runconfig import load_config
+
+    return int(load_config([str(preset_path(name, preset))]).model.image_size)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
@@ -310,6 +536,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     out += ["--batch", str(args.batch), "--frames", str(args.frames)]
     out += ["--gen-frames", str(args.gen_frames), "--window", str(args.window)]
     out += ["--features", str(args.features), "--seconds", str(args.seconds)]
+    out += ["--max-gen-batch", str(args.max_gen_batch), "--min-gain", str(args.min_gain)]
     if args.threads:
         out += ["--threads", str(args.threads)]
     if args.channels_last:

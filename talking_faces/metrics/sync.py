@@ -8,11 +8,17 @@ Generated frames ``B,T,3,H,W`` + waveform ``B,S`` -> :func:`sync_windows` (5-fra
 Computed as ``joonson/syncnet_python`` (``SyncNetInstance.evaluate``) and Wav2Lip's LRS scoring
 script compute it:
 
-- video: frames as 8-bit 0-255 floats, BGR (the public code reads them with OpenCV), no
-  normalisation, resized to ``image_size`` (224 for the public weights) with bilinear
-  interpolation; ``mode="full"`` resizes the whole frame (Wav2Lip's script for generated clips),
-  ``mode="crop"`` first cuts ``crop_box`` out of each frame (face-tracked crops; the default box is
-  the lower-centre square of an aligned face crop, ``x in [W/4, 3W/4)``, ``y in [H/2, H)``);
+- video: each frame as Wav2Lip's LRS scorer (``evaluation/scores_LSE/
+  SyncNetInstance_calc_scores.py``) hands it to SyncNet: an 8-bit image (our [0, 1] frames are
+  rounded to 0-255, standing in for the decoded JPEG that ``cv2.imread`` returns), height x width x
+  channels, BGR, resized with ``cv2.resize(frame, (224, 224))`` (bilinear, ``INTER_LINEAR``, in
+  OpenCV's 8-bit fixed-point arithmetic), then cast to float 0-255 with no normalisation.
+  ``mode="full"`` resizes the whole frame (Wav2Lip's script for generated clips); ``mode="crop"``
+  first cuts ``crop_box`` out of each frame (face-tracked crops; the default box is the
+  lower-centre square of an aligned face crop, ``x in [W/4, 3W/4)``, ``y in [H/2, H)``). The
+  frames do not go through Wav2Lip's mp4 and JPEG files (the scores would then depend on their
+  encoders): given the same 8-bit frames and 16-bit audio the scores are the reference script's
+  (``tests/test_lse_conformance.py``, to 1e-4 on decoded clips);
 - audio: the waveform at int16 scale (``round(w * 32768)``, as read from a 16-bit WAV) ->
   python_speech_features MFCC at 16 kHz (13 coefficients, 100 Hz) -> ``(13, N)``;
 - ``min_len = min(T, S // 640)``; windows ``i = 0 .. min_len - 6`` (``range(min_len - 5)`` as in
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import cv2
 import numpy as np
 import python_speech_features
 import torch
@@ -84,24 +91,27 @@ def _frames_to_syncnet(
     crop_box: Sequence[int] | None,
     channel_order: str,
 ) -> torch.Tensor:
-    """``T,3,H,W`` in [0,1] -> ``T,3,s,s`` 0-255 floats as SyncNet sees them."""
+    """``T,3,H,W`` in [0,1] -> ``T,3,s,s`` 0-255 floats as SyncNet sees them (on ``frames``'
+    device): rounded to 8 bits, cropped (``mode="crop"``), put in ``channel_order`` and resized by
+    ``cv2.resize`` with ``INTER_LINEAR`` on each uint8 height x width x channels frame."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if channel_order not in CHANNEL_ORDERS:
         raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
-    x = (frames.float() * 255.0).round().clamp(0, 255)
+    x = (frames.detach().float() * 255.0).round().clamp(0, 255).to(torch.uint8)
     if mode == "crop":
         x0, y0, x1, y1 = (int(v) for v in (crop_box or _default_crop_box(*x.shape[-2:])))
         if not (0 <= x0 < x1 <= x.shape[-1] and 0 <= y0 < y1 <= x.shape[-2]):
             raise ValueError(f"crop_box {(x0, y0, x1, y1)} is outside {tuple(x.shape[-2:])} frames")
         x = x[..., y0:y1, x0:x1]
-    if tuple(x.shape[-2:]) != (image_size, image_size):
-        # 8-bit bilinear resize, like cv2.resize(INTER_LINEAR) on the decoded JPEG frames.
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        x = x.round().clamp(0, 255)
     if channel_order == "bgr":
         x = x.flip(1)
-    return x
+    if tuple(x.shape[-2:]) != (image_size, image_size):
+        hwc = np.ascontiguousarray(x.permute(0, 2, 3, 1).cpu().numpy())
+        size = (int(image_size), int(image_size))
+        resized = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in hwc])
+        x = torch.from_numpy(resized).permute(0, 3, 1, 2).to(frames.device)
+    return x.float()
 
 
 def num_sync_windows(num_frames: int, num_samples: int) -> int:

@@ -26,6 +26,28 @@ Where our batch contract differs from the paper's loader, the choice made here:
   audio windows, frame 0 included. The paper predicts frames 1..T-1 given the real frame 0.
 - MSE is the mean over pixels of each frame and batch, summed over frames; the KL is summed over
   latent dimensions, averaged over the batch and summed over frames (as in the authors' code).
+
+The networks are the authors' (``models/vgg_128.py``, ``models/vgg_64.py``,
+``models/rnn_audio.py``, ``models/lstm.py`` of
+``ry85/Stochastic-Talking-Face-Generation-Using-Latent-Distribution-Matching``): at 128 px the
+encoder has one conv per block and the decoder two (``encoder_layers``, ``decoder_layers``); at
+64 px both are SVG's 2, 2, 3, 3. The paper preset (``experiments/model/ldm.yaml``) has their
+parameter counts, 36,989,987 at 128 px (encoder 4,962,688, decoder 15,952,195, audio 13,806,976,
+predictor 1,124,736, posterior and prior 571,696 each) and 36,587,363 with the 64 px networks. The
+one architectural difference is in the audio CNN (an activation between its convolutions, see
+:mod:`talking_faces.nn.audio`). Every convolution and linear layer of the six networks starts
+from N(0, 0.02) with zero bias and batch norm from N(1, 0.02) (their ``utils.init_weights``; the
+LSTM cells keep PyTorch's initialisation, as theirs do).
+
+Batch norm, a deliberate speed choice: the authors' training step calls the encoder and the
+decoder once per time step, so batch norm normalises over the 5 images of one time step (batch 5)
+and updates its running statistics at every call. :meth:`LDM.loss` runs the encoder once over all
+``B x (T + 1)`` frames and the decoder once over all ``B x T`` predictions (380 and 375 in the
+paper preset: batch 5, 75 frames), so batch statistics are taken over the whole clip window and
+the running statistics move once per step. The large convolutions then run as one batched call
+instead of 2T small ones. Our generation uses the running statistics (eval mode); the authors'
+sampling code leaves the encoder, decoder and audio encoder in training mode (statistics of the
+batch being generated), which makes a sample depend on the other clips of its batch.
 """
 
 from __future__ import annotations
@@ -54,9 +76,13 @@ class LDMConfig(ModelConfig):
     #: the authors' RMSprop settings
     alpha: float = 0.9
     eps: float = 1e-8
-    #: frame encoder/decoder channels and conv layers per block (first log2(size)-2 used)
+    #: frame encoder/decoder channels per block, finest first (first log2(size)-2 used)
     channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])
-    block_layers: list[int] = field(default_factory=lambda: [2, 2, 3, 3, 3])
+    #: conv layers per encoder block (the authors' 128 px encoder: one per block)
+    encoder_layers: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 1])
+    #: conv layers per decoder block, the output convolution counted in the finest one (the
+    #: authors' 128 px decoder: two per block)
+    decoder_layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2])
     #: frame code size (g_dim)
     code_dim: int = 128
     #: latent size per frame
@@ -70,6 +96,9 @@ class LDMConfig(ModelConfig):
     audio_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
     audio_hidden: int = 2048
     audio_code_dim: int = 128
+    #: batch norm between the audio convolutions (not the authors'; narrow presets need it, see
+    #: talking_faces.nn.audio)
+    audio_batch_norm: bool = False
     #: weight of KL(q || p) in the loss
     beta: float = 1e-6
 
@@ -83,16 +112,38 @@ class LDM(TalkingFaceModule):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         c: LDMConfig = self.config
-        self.encoder = VGGEncoder(c.image_size, c.code_dim, c.channels, c.block_layers)
-        self.decoder = VGGDecoder(c.image_size, c.code_dim, c.channels, c.block_layers)
+        self.encoder = VGGEncoder(c.image_size, c.code_dim, c.channels, c.encoder_layers)
+        self.decoder = VGGDecoder(c.image_size, c.code_dim, c.channels, c.decoder_layers)
         self.audio_encoder = AudioEncoder(
-            c.audio_window, c.audio_features, c.audio_channels, c.audio_hidden, c.audio_code_dim
+            c.audio_window,
+            c.audio_features,
+            c.audio_channels,
+            c.audio_hidden,
+            c.audio_code_dim,
+            c.audio_batch_norm,
         )
         self.posterior = GaussianLSTM(c.code_dim, c.z_dim, c.rnn_size, c.posterior_layers)
         self.prior = GaussianLSTM(c.audio_code_dim, c.z_dim, c.rnn_size, c.prior_layers)
         self.predictor = LSTM(c.code_dim + c.z_dim, c.code_dim, c.rnn_size, c.predictor_layers)
-        for module in (self.encoder, self.decoder, self.audio_encoder):
+        for module in self.networks().values():
             module.apply(init_weights)
+        # NHWC convolutions: 1.2x the generated frames per CPU-second of NCHW at batch 1 (oneDNN,
+        # one thread), the same training step time; the parameters keep this layout through
+        # .to(device) and checkpoints
+        self.encoder.to(memory_format=torch.channels_last)
+        self.decoder.to(memory_format=torch.channels_last)
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The six networks by name (the paper preset's parameter counts of each are in the module
+        docstring)."""
+        return {
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "audio_encoder": self.audio_encoder,
+            "posterior": self.posterior,
+            "prior": self.prior,
+            "predictor": self.predictor,
+        }
 
     def _audio_codes(self, audio: Tensor) -> Tensor:
         """``B,T,W,F`` -> ``B,T,audio_code_dim``."""
@@ -141,10 +192,13 @@ class LDM(TalkingFaceModule):
         b, t = audio.shape[:2]
         k = num_samples
         h, skips = self.encoder(identity)
+        # the reference skips are the same for every frame: their share of the decoder's
+        # convolutions is computed once per clip (VGGDecoder.skip_terms), not once per frame
+        terms = self.decoder.skip_terms(skips)
         mu_p, logvar_p, _ = self.prior(self._audio_codes(audio))
         # samples of one input are rows b*K .. b*K+K-1
         h = h.repeat_interleave(k, 0)
-        skips = [s.repeat_interleave(k, 0) for s in skips]
+        terms = [(w, s.repeat_interleave(k, 0)) for w, s in terms]
         z = reparameterize(
             mu_p.repeat_interleave(k, 0), logvar_p.repeat_interleave(k, 0), generator
         )
@@ -152,7 +206,7 @@ class LDM(TalkingFaceModule):
         out = []
         for step in range(t):
             g, state = self.predictor.step(torch.cat([h, z[:, step]], -1), state)
-            frame = self.decoder(g, skips)
+            frame = self.decoder.step(g, terms)
             out.append(frame)
             if step + 1 < t:
                 h, _ = self.encoder(frame)

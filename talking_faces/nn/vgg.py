@@ -3,13 +3,25 @@
 Batch ``frames``/``identity`` -> :class:`VGGEncoder` -> frame codes (+ skip maps of the reference
 frame) -> recurrent models -> :class:`VGGDecoder` -> generated frames.
 
-The layout follows Denton and Fergus (2018), "vgg_64" and "vgg_128", which ldm reuses: blocks of
-conv3x3-BN-LeakyReLU(0.2) with 2x max-pooling between blocks down to 4x4, then a 4x4 convolution to
-a ``code_dim`` vector with BN and tanh. At 128 px the blocks have 64, 128, 256, 512, 512 channels
-(2, 2, 3, 3, 3 layers); at 64 px the first four. The decoder mirrors it with nearest-neighbour 2x
-upsampling and concatenates the encoder's skip map of the same resolution before each block; the
-output is a sigmoid image in [0, 1]. Channels and layers per block are arguments so tiny test
-variants are the same code.
+The layout follows Denton and Fergus (2018), "vgg_64" and "vgg_128", as the ldm authors' code
+(``models/vgg_64.py``, ``models/vgg_128.py``) adapts them: blocks of conv3x3-BN-LeakyReLU(0.2)
+with 2x max-pooling between blocks down to 4x4, then a 4x4 convolution to a ``code_dim`` vector
+with BN and tanh. The decoder mirrors it: a 4x4 transposed convolution from the code, then per
+block nearest-neighbour 2x upsampling, the encoder's skip map of the same resolution concatenated,
+conv layers whose last one narrows to the next block's width, and at the finest block a 3x3
+transposed convolution to a sigmoid image in [0, 1].
+
+Encoder and decoder have their own conv-layer counts per block (``layers``, finest block first):
+
+- 64 px (the authors' ``vgg_64``, unchanged from SVG): channels 64, 128, 256, 512; encoder and
+  decoder 2, 2, 3, 3;
+- 128 px (the authors' ``vgg_128``, which is not SVG's): channels 64, 128, 256, 512, 512; encoder
+  one conv per block (1, 1, 1, 1, 1), decoder two (2, 2, 2, 2, 2).
+
+In the decoder's finest block the output transposed convolution counts as its last layer (the
+authors' 128 px block is one conv-BN-LeakyReLU and the output convolution: 2 layers). Channels
+and layers are arguments so tiny test variants are the same code. :func:`init_weights` is the
+authors' initialisation, applied by ldm to all of its networks.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -48,8 +61,13 @@ def _check(image_size: int, channels: Sequence[int], layers: Sequence[int]) -> i
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN/SVG initialisation: conv weights N(0, 0.02), BN weights N(1, 0.02), BN bias 0."""
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+    """The ldm authors' ``utils.init_weights`` (DCGAN/SVG): convolution, transposed convolution and
+    linear weights N(0, 0.02) with zero bias; batch-norm weights N(1, 0.02) with zero bias.
+
+    Use with ``net.apply(init_weights)``. Other modules (``nn.LSTM``) keep PyTorch's
+    initialisation, as the authors' ``nn.LSTMCell`` layers do.
+    """
+    if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.Linear):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
@@ -65,7 +83,7 @@ class VGGEncoder(nn.Module):
         image_size: square input size (a power of two; 64 and 128 are the published variants).
         code_dim: length of the frame code (128 in ldm).
         channels: output channels per block (the first ``num_blocks(image_size)`` are used).
-        layers: conv layers per block.
+        layers: conv layers per block, finest first (the authors' 128 px encoder: 1, 1, 1, 1, 1).
 
     Shapes: ``forward(x)`` with ``x`` ``N,3,S,S`` in [0,1] returns ``(code N,code_dim,
     skips)`` where ``skips[i]`` is ``N,channels[i],S/2**i,S/2**i``.
@@ -76,7 +94,7 @@ class VGGEncoder(nn.Module):
         image_size: int = 128,
         code_dim: int = 128,
         channels: Sequence[int] = (64, 128, 256, 512, 512),
-        layers: Sequence[int] = (2, 2, 3, 3, 3),
+        layers: Sequence[int] = (1, 1, 1, 1, 1),
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -112,8 +130,16 @@ class VGGEncoder(nn.Module):
 class VGGDecoder(nn.Module):
     """Code vector + skip maps -> frame in [0,1] (mirror of :class:`VGGEncoder`).
 
+    ``layers`` are conv layers per block, finest first, with the output transposed convolution
+    counted in the finest block (the authors' 128 px decoder: 2, 2, 2, 2, 2).
+
     Shapes: ``forward(code, skips)`` with ``code`` ``N,code_dim`` and ``skips`` as returned by the
     encoder for the same ``N`` returns ``N,3,S,S``.
+
+    For generation, where the skips (of the reference frame) stay the same for a whole clip,
+    :meth:`skip_terms` computes once what the skips add to each block's first convolution and
+    :meth:`step` decodes a frame from them: the same function as ``forward`` with no
+    concatenation and less arithmetic per frame (the authors' 128 px decoder: 12.4 -> 7.3 GFLOP).
     """
 
     def __init__(
@@ -121,7 +147,7 @@ class VGGDecoder(nn.Module):
         image_size: int = 128,
         code_dim: int = 128,
         channels: Sequence[int] = (64, 128, 256, 512, 512),
-        layers: Sequence[int] = (2, 2, 3, 3, 3),
+        layers: Sequence[int] = (2, 2, 2, 2, 2),
         out_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -161,3 +187,59 @@ class VGGDecoder(nn.Module):
             skip = skips[n - 1 - k]
             h = block(torch.cat([self.up(h), skip], 1))
         return h
+
+    def skip_terms(self, skips: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """What the skip maps add to each block's first convolution, coarse to fine.
+
+        A convolution is linear in its input channels, so on ``cat([up(h), skip])`` it equals
+        ``conv_h(up(h)) + conv_s(skip)`` with the weight split along its input channels (the
+        bias goes with the first part). ``skips`` as returned by the encoder, ``N`` rows; returns
+        per block the weight of the first part (a contiguous copy in the weight's memory format,
+        so it is not re-laid out at every frame) and the second part ``N,C,s,s``, for
+        :meth:`step`.
+        """
+        n = len(self.blocks)
+        terms = []
+        for k, block in enumerate(self.blocks):
+            skip = skips[n - 1 - k]
+            conv = _first_conv(block)
+            c = skip.shape[1]  # the skip is the last c input channels
+            w = conv.weight
+            layout = (
+                torch.channels_last
+                if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                else torch.contiguous_format
+            )
+            if isinstance(conv, nn.ConvTranspose2d):
+                w_h, w_s = w[:-c], w[-c:]
+                term = F.conv_transpose2d(skip, w_s, None, conv.stride, conv.padding)
+            else:
+                w_h, w_s = w[:, :-c], w[:, -c:]
+                term = F.conv2d(skip, w_s, None, conv.stride, conv.padding)
+            terms.append((w_h.contiguous(memory_format=layout), term))
+        return terms
+
+    def step(self, code: Tensor, terms: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+        """``forward(code, skips)`` given ``terms = skip_terms(skips)``: ``N,code_dim`` ->
+        ``N,3,S,S``."""
+        h = self.stem(code.view(code.shape[0], -1, 1, 1))
+        for block, (w_h, term) in zip(self.blocks, terms, strict=True):
+            x = self.up(h)
+            conv = _first_conv(block)
+            if isinstance(conv, nn.ConvTranspose2d):
+                y = F.conv_transpose2d(x, w_h, conv.bias, conv.stride, conv.padding)
+            else:
+                y = F.conv2d(x, w_h, conv.bias, conv.stride, conv.padding)
+            y = y + term
+            first = block[0]
+            rest = list(first)[1:] if isinstance(first, nn.Sequential) else []
+            for module in [*rest, *list(block)[1:]]:
+                y = module(y)
+            h = y
+        return h
+
+
+def _first_conv(block: nn.Sequential) -> nn.Conv2d | nn.ConvTranspose2d:
+    """The convolution that sees a decoder block's concatenated input."""
+    first = block[0]
+    return first[0] if isinstance(first, nn.Sequential) else first
