@@ -48,14 +48,51 @@ REQUIRED_FIELDS: tuple[str, ...] = (
     "created",
 )
 
+#: fields a results file may carry (newer than the format; older files lack them) and their types:
+#: ``provenance`` (who asked for the results: ``{"sweep": {...}}`` for a sweep trial, see
+#: :data:`SWEEP_PROVENANCE_FIELDS`), ``videos`` (sample videos, paths relative to the results
+#: file), ``run_config`` (the resolved config the checkpoint was trained with; None for baselines)
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "provenance": (dict,),
+    "videos": (list,),
+    "run_config": (dict, type(None)),
+}
+#: what ``provenance["sweep"]`` holds: the sweep's name, file and file sha256, the trial's
+#: folder name, configuration id (sha256 of its overrides), overrides and seed
+SWEEP_PROVENANCE_FIELDS: tuple[str, ...] = (
+    "name",
+    "file",
+    "sha256",
+    "trial",
+    "config_id",
+    "overrides",
+    "seed",
+)
+
 
 def protocol_sha256(protocol: dict[str, Any]) -> str:
     """sha256 of a resolved protocol (canonical JSON); equal hashes mean the same measurement."""
     return sha256_json(protocol)
 
 
+def validate_provenance(provenance: Any, source: str = "provenance") -> None:
+    """Raise :class:`UserError` unless ``provenance`` is a JSON object whose ``sweep`` entry, if
+    any, has every field of :data:`SWEEP_PROVENANCE_FIELDS`."""
+    if not isinstance(provenance, dict):
+        raise UserError(f"{source}: provenance must be a JSON object")
+    sweep = provenance.get("sweep")
+    if sweep is None:
+        return
+    missing = [k for k in SWEEP_PROVENANCE_FIELDS if not isinstance(sweep, dict) or k not in sweep]
+    if missing:
+        raise UserError(f"{source}: provenance.sweep lacks {', '.join(missing)}")
+    if not isinstance(sweep["overrides"], dict) or not isinstance(sweep["seed"], int):
+        raise UserError(f"{source}: provenance.sweep needs overrides (object) and seed (integer)")
+
+
 def validate_results(results: dict[str, Any], source: str = "results") -> None:
-    """Raise :class:`UserError` if ``results`` lacks a required field or has an unknown format."""
+    """Raise :class:`UserError` if ``results`` lacks a required field, has an unknown format,
+    or has an optional field (:data:`OPTIONAL_FIELDS`) of the wrong type."""
     if results.get("format") != RESULTS_FORMAT:
         raise UserError(
             f"{source} is not a talking_faces results file (format {results.get('format')!r}, "
@@ -66,6 +103,14 @@ def validate_results(results: dict[str, Any], source: str = "results") -> None:
         raise UserError(
             f"{source} lacks fields {', '.join(missing)}; re-run `talking-faces evaluate`"
         )
+    for key, types in OPTIONAL_FIELDS.items():
+        if key in results and not isinstance(results[key], types):
+            raise UserError(
+                f"{source}: field {key} must be {' or '.join(t.__name__ for t in types)}; "
+                "re-run `talking-faces evaluate`"
+            )
+    if "provenance" in results:
+        validate_provenance(results["provenance"], source)
     if protocol_sha256(results["protocol"]) != results["protocol_sha256"]:
         raise UserError(
             f"{source}: its protocol does not match its protocol_sha256 (edited by hand?); "
@@ -103,6 +148,11 @@ def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         data["_path"] = str(p)
         out.append(data)
     return out
+
+
+def per_clip_path(results: dict[str, Any]) -> Path:
+    """The per-clip CSV of results read by :func:`load_results` (beside the results file)."""
+    return Path(results.get("_path", ".")).with_name(results["per_clip"])
 
 
 def comparison_key(results: dict[str, Any]) -> tuple[str, str, str, str]:
