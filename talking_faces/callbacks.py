@@ -1,20 +1,23 @@
 """What a run does besides training: atomic checkpoints, provenance in them, sample videos.
 
 ``fit`` -> ``lightning.Trainer(callbacks=..., plugins=...)`` -> **AtomicCheckpointIO** (checkpoint
-files), **RunInfo** (the resolved run config inside every checkpoint), **SampleVideos**
+files), **RunInfo** (the resolved run config and the dataset's ``meta.json`` inside every
+checkpoint), **StepProgressBar** (training progress in steps of ``max_steps``), **SampleVideos**
 (``RUN/samples/*.mp4``: real | generated | the method's debug panels, audio muxed; also sent to
 W&B).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from talking_faces.utils.io import atomic_path
@@ -35,13 +38,77 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunInfo(Callback):
-    """Puts the resolved run config into every checkpoint (``checkpoint["run_config"]``)."""
+    """Puts the resolved run config (``checkpoint["run_config"]``) and the training dataset's
+    ``meta.json`` (``checkpoint["dataset_meta"]``: crop size, alignment template, audio-feature
+    parameters, which ``talking-faces generate`` needs to prepare new inputs the same way) into
+    every checkpoint."""
 
-    def __init__(self, run_config: dict[str, Any]) -> None:
+    def __init__(
+        self, run_config: dict[str, Any], dataset_meta: Mapping[str, Any] | None = None
+    ) -> None:
         self.run_config = run_config
+        self.dataset_meta = dict(dataset_meta) if dataset_meta is not None else None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
         checkpoint["run_config"] = self.run_config
+        if self.dataset_meta is not None:
+            checkpoint["dataset_meta"] = self.dataset_meta
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar counting training steps out of ``trainer.max_steps`` (with the
+    elapsed time and the time left), instead of batches of the current epoch.
+
+    Runs are budgeted in steps, and on a small dataset an epoch is a few batches: Lightning's
+    own bar then reads "Epoch 57: 3/4" and says nothing about how far the run is. This one reads
+    ``train step: 40%|... | 230/576 [01:02<01:33, ...]`` with Lightning's metrics after it, and
+    a resumed run starts at its checkpoint's step. The rate averages the whole run (validation
+    included), so the time left counts the validations still to come. Without ``max_steps``
+    the total is Lightning's estimate of the run's steps (none when the run is unbounded).
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            total = trainer.max_steps
+        else:
+            total = convert_inf(trainer.estimated_stepping_batches)
+        self.train_progress_bar = Tqdm(
+            desc="train step",
+            total=total,
+            initial=trainer.global_step,
+            position=2 * self.process_position,
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            smoothing=0,
+            bar_format=self.BAR_FORMAT,
+        )
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        """One bar for the whole run: nothing to reset at an epoch boundary."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Nothing to show at an epoch boundary (the metrics follow every step)."""
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        bar = self.train_progress_bar
+        step = trainer.global_step
+        if bar is not None and self._should_update(step, bar.total):
+            bar.n = step
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the run folder names the run; its empty version says nothing
+        return metrics
 
 
 class SampleVideos(Callback):

@@ -2,8 +2,7 @@
 real architectures that this test writes into a temporary torch hub cache: plumbing, shapes,
 batching, the missing-weights error, and ``prepare --landmarks fan`` end to end.
 
-The weights are random (only the detector's output layers are set by hand so that it finds exactly
-one box per frame, or none), so nothing here is about accuracy.
+The weights are random (see fan_weights.py), so nothing here is about accuracy.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from fan_weights import write_fan_hubs
 
 from talking_faces.cli import main
 from talking_faces.errors import MissingWeightsError
@@ -26,46 +26,10 @@ from talking_faces.utils.io import sha256_file, sha256_json
 pytestmark = pytest.mark.slow
 
 
-def s3fd_state(finds_a_face: bool) -> dict[str, torch.Tensor]:
-    """A random-init S3FD whose box heads ignore the image.
-
-    Every level says "background", except (when ``finds_a_face``) the coarsest one, which says
-    "face" with its prior box: one detection per frame after non-maximum suppression.
-    """
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-
-    torch.manual_seed(0)
-    net = s3fd()
-    with torch.no_grad():
-        for name, module in net.named_children():
-            if "_mbox_" in name:
-                module.weight.zero_()
-                module.bias.zero_()
-                if name.endswith("_conf"):
-                    module.bias[0] = 10.0
-        if finds_a_face:
-            net.conv7_2_mbox_conf.bias.copy_(torch.tensor([-10.0, 10.0]))
-    return net.state_dict()
-
-
 @pytest.fixture(scope="module")
 def hubs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Torch hub folders (``$TORCH_HOME/hub``): ``face`` finds a face per frame, ``none`` none."""
-    from face_alignment.models import FAN
-
-    files = fan_weight_files()
-    root = tmp_path_factory.mktemp("torch")
-    out = {}
-    for kind in ("face", "none"):
-        hub = root / kind / "hub"
-        (hub / "checkpoints").mkdir(parents=True)
-        torch.save(s3fd_state(kind == "face"), hub / "checkpoints" / files["s3fd"][0])
-        out[kind] = hub
-    torch.manual_seed(0)
-    fan_file = out["face"] / "checkpoints" / files["2DFAN-4"][0]
-    torch.save(FAN(4).state_dict(), fan_file)
-    (out["none"] / "checkpoints" / fan_file.name).symlink_to(fan_file)
-    return out
+    return write_fan_hubs(tmp_path_factory.mktemp("torch"))
 
 
 def write_clip(path: Path, num_frames: int, size: int = 64) -> Path:

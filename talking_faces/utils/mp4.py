@@ -1,11 +1,15 @@
 """Writing clips as mp4 with their audio: sample videos of fit, evaluate and generate.
 
-generated frames (+ waveform) -> **write_clip_mp4** -> ``.mp4`` (H.264 + AAC)
+generated frames (+ waveform) -> **Mp4Writer** (frames streamed in chunks) or **write_clip_mp4**
+(a whole clip) -> ``.mp4`` (H.264 + AAC)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 import torch
@@ -17,6 +21,130 @@ FPS = 25
 SAMPLE_RATE = 16000
 
 
+class Mp4Writer:
+    """An mp4 (H.264 + AAC) written frame chunk by frame chunk, atomically.
+
+    Frames go to a temporary file beside ``path`` that is renamed to ``path`` when the ``with``
+    block ends without an exception (and deleted otherwise), so a killed run never leaves a
+    half-written video under the final name. The audio is muxed as the video advances: after each
+    :meth:`write` the waveform up to the end of the frames written so far is encoded, so audio and
+    video packets interleave; whatever audio is left when the block ends (audio longer than the
+    video) is encoded then. Frames with an odd height or width are padded by one edge pixel
+    (yuv420p needs even sizes).
+
+    Args:
+        path: the ``.mp4`` to write.
+        waveform: mono float samples in [-1, 1] at ``sample_rate`` (None: no audio stream).
+
+    Example::
+
+        with Mp4Writer("out.mp4", waveform) as writer:
+            for chunk in chunks:  # each (t, H, W, 3) uint8
+                writer.write(chunk)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        waveform: np.ndarray | None = None,
+        fps: int = FPS,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> None:
+        self.path = Path(path)
+        self.fps = int(fps)
+        self.sample_rate = int(sample_rate)
+        self.waveform = (
+            np.clip(np.asarray(waveform, dtype=np.float32).reshape(-1), -1.0, 1.0)
+            if waveform is not None and np.size(waveform)
+            else None
+        )
+        self.frames_written = 0
+        self._samples_written = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._container = None
+        self._video = None
+        self._audio = None
+
+    def __enter__(self) -> Mp4Writer:
+        import av
+
+        stack = contextlib.ExitStack()
+        tmp = stack.enter_context(atomic_path(self.path))
+        self._container = stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
+        self._stack = stack
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        """Encode ``frames`` (``t,H,W,3`` uint8; every chunk of one size) and the audio under
+        them."""
+        import av
+
+        if self._container is None:
+            raise RuntimeError("Mp4Writer.write outside its `with` block")
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be t,H,W,3 uint8, got {frames.shape} {frames.dtype}")
+        h, w = frames.shape[1:3]
+        if h % 2 or w % 2:
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self._video is None:
+            self._open_streams(frames.shape[2], frames.shape[1])
+        for frame in frames:
+            for packet in self._video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                self._container.mux(packet)
+        self.frames_written += len(frames)
+        self._write_audio(self.frames_written * self.sample_rate // self.fps)
+
+    def _open_streams(self, width: int, height: int) -> None:
+        vs = self._container.add_stream("libx264", rate=self.fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"crf": "18", "preset": "veryfast"}
+        self._video = vs
+        if self.waveform is not None:
+            self._audio = self._container.add_stream("aac", rate=self.sample_rate)
+            self._audio.layout = "mono"
+
+    def _write_audio(self, until: int) -> None:
+        import av
+
+        if self._audio is None:
+            return
+        until = min(until, len(self.waveform))
+        if until <= self._samples_written:
+            return
+        chunk = self.waveform[self._samples_written : until][None]
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+        af.sample_rate = self.sample_rate
+        af.pts = self._samples_written
+        for packet in self._audio.encode(af):
+            self._container.mux(packet)
+        self._samples_written = until
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        if exc_type is not None:
+            self._container = self._video = self._audio = None
+            stack.__exit__(exc_type, exc, tb)  # closes the file and deletes it
+            return
+        with stack:  # closes the file, then renames it into place (deletes it if this raises)
+            if self._video is None:
+                raise ValueError(f"no frames were written to {self.path}")
+            for packet in self._video.encode():
+                self._container.mux(packet)
+            if self._audio is not None:
+                self._write_audio(len(self.waveform))
+                for packet in self._audio.encode():
+                    self._container.mux(packet)
+        self._container = self._video = self._audio = None
+
+
 def write_clip_mp4(
     path: str | os.PathLike[str],
     video: np.ndarray,
@@ -26,33 +154,10 @@ def write_clip_mp4(
 ) -> None:
     """Write ``video`` (``T,H,W,3`` uint8) as H.264 with ``waveform`` (float, mono) as AAC.
 
-    Written atomically; H and W must be even (yuv420p).
+    Written atomically (see :class:`Mp4Writer`).
     """
-    import av
-
-    t, h, w, _ = video.shape
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        vs = container.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"crf": "18", "preset": "veryfast"}
-        audio_stream = None
-        if waveform is not None and waveform.size:
-            audio_stream = container.add_stream("aac", rate=sample_rate)
-            audio_stream.layout = "mono"
-        for frame in video:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
-        if audio_stream is not None:
-            samples = np.clip(waveform.astype(np.float32), -1.0, 1.0)[None]
-            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            af.sample_rate = sample_rate
-            af.pts = 0
-            for packet in audio_stream.encode(af):
-                container.mux(packet)
-            for packet in audio_stream.encode():
-                container.mux(packet)
+    with Mp4Writer(path, waveform, fps, sample_rate) as writer:
+        writer.write(video)
 
 
 def to_uint8_video(frames: torch.Tensor) -> np.ndarray:
