@@ -1,4 +1,5 @@
-"""``talking-faces prepare``: raw clips (GRID, LRW, a folder of videos) to a prepared dataset.
+"""``talking-faces prepare``: raw clips (GRID, LRW, a folder of videos) to a prepared dataset, in
+a folder or on S3-compatible object storage.
 
 The second stage of the data flow; the work is in :func:`talking_faces.preprocess.pipeline.prepare`
 and the output is read by :class:`talking_faces.data.TalkingFaceDataModule`.
@@ -11,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from talking_faces.errors import UserError
+
 _EPILOG = """split protocols (--split-protocol):
   grid:   utterances (default; per speaker 80/10/10), unseen-speakers (s1 s2 s20 s22 test),
           s29 (speaker 29 test)
@@ -21,8 +24,14 @@ examples:
   talking-faces prepare data/grid_synth data/grid_prep --layout grid --landmarks sidecar
   talking-faces prepare lipread_mp4 data/lrw_prep --layout lrw --landmarks fan --device cuda
   talking-faces prepare my_videos data/mine --layout folder --split-protocol by-clip
+  # to object storage (endpoint and keys: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)
+  talking-faces prepare data/grid_synth s3://bucket/grid_prep --layout grid
+  # upload a dataset prepared locally, with the experts trained on it
+  talking-faces prepare data/grid_synth s3://bucket/grid_prep --layout grid \
+      --staging data/grid_prep
 
-Rerunning the same command after an interruption resumes it: finished clips are kept.
+Rerunning the same command after an interruption resumes it: finished clips are kept, and
+objects already uploaded are not sent again. See docs/scale-out.md.
 """
 
 
@@ -44,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", metavar="SOURCE", help="raw corpus folder")
-    p.add_argument("out", metavar="OUT", help="output folder (created; resumed if unfinished)")
+    p.add_argument(
+        "out",
+        metavar="OUT",
+        help="output folder (created; resumed if unfinished) or s3://bucket/prefix",
+    )
     p.add_argument("--layout", required=True, choices=("grid", "lrw", "folder"))
     p.add_argument(
         "--landmarks",
@@ -74,11 +87,23 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="delete a prepared (or unfinished) dataset in OUT and start again",
     )
+    p.add_argument(
+        "--staging",
+        metavar="DIR",
+        help="OUT s3://...: prepare in this local folder and keep it (default: a folder under "
+        "$TALKING_FACES_CACHE or ~/.cache/talking_faces, deleted after the upload); a complete "
+        "dataset there is uploaded as it is, with its experts/",
+    )
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if not Path(args.source).is_dir():  # before the pipeline import pulls in torch
+        raise UserError(f"source folder {args.source} does not exist; give the raw corpus folder")
+    remote = "://" in args.out
+    if args.staging is not None and not remote:
+        raise UserError("--staging applies to an s3:// OUT only; OUT is already a local folder")
     from talking_faces.preprocess.pipeline import PrepareOptions, prepare
     from talking_faces.utils.seed import seed_everything
 
@@ -86,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     summary = prepare(
         PrepareOptions(
             source=Path(args.source),
-            out=Path(args.out),
+            out=args.out if remote else Path(args.out),
+            staging=Path(args.staging) if args.staging else None,
             layout=args.layout,
             landmarks=args.landmarks,
             device=args.device,

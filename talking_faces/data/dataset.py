@@ -54,6 +54,7 @@ import torch
 from litdata import StreamingDataset
 from torchvision.io import decode_jpeg
 
+from talking_faces import storage
 from talking_faces.errors import UserError
 from talking_faces.preprocess.types import FEATURES_PER_FRAME, SAMPLES_PER_FRAME
 from talking_faces.preprocess.writer import jpeg_offsets
@@ -67,25 +68,22 @@ AUDIO_PADS: tuple[str, ...] = ("edge", "zero")
 
 
 def is_remote(root: str | Path) -> bool:
-    return "://" in str(root)
+    """Whether ``root`` is a URL (``s3://...``) rather than a local folder."""
+    return storage.is_remote(root)
 
 
 def join_root(root: str | Path, *parts: str) -> str:
     """``root/part/...`` for a local path or a URL."""
-    if is_remote(root):
-        return "/".join([str(root).rstrip("/"), *parts])
-    return str(Path(root).joinpath(*parts))
+    return storage.join(root, *parts)
 
 
 def read_root_text(root: str | Path, name: str) -> str:
-    """Text of file ``name`` of a prepared dataset (local path or URL via fsspec)."""
+    """Text of file ``name`` of a prepared dataset (a local folder, or a URL read with the
+    client LitData streams the shards with: see :mod:`talking_faces.storage`)."""
     path = join_root(root, name)
     try:
         if is_remote(root):
-            import fsspec
-
-            with fsspec.open(path, "r") as f:
-                return f.read()
+            return storage.read_text(path)
         return Path(path).read_text()
     except FileNotFoundError as exc:
         hint = (
@@ -365,6 +363,8 @@ class TestPairDataset(torch.utils.data.Dataset):
     ``identity_clip_id``, ``kind`` (``same-clip`` | ``cross-clip``). Use ``batch_size=1`` unless
     all clips have the same length. ``sha256`` is the pair list's hash from ``pairs.json``.
     """
+
+    __test__ = False  # a dataset, not a pytest test class (its name starts with "Test")
 
     def __init__(
         self, prepared: PreparedDataset, config: WindowConfig, cache_dir: str | None = None

@@ -20,6 +20,11 @@ Order of work, chosen so that an interruption at any point loses at most the cli
    into a temporary folder, write ``manifest.jsonl`` and ``pairs.json``, rename the shards into
    place, write ``meta.json`` last, and delete ``.work``.
 
+``OUT`` may be ``s3://bucket/prefix`` (:func:`prepare_to_storage`): steps 2-4 then run in a local
+staging folder, which is uploaded by :func:`talking_faces.storage.upload_dataset` (``meta.json``
+last, so the prefix reads as a dataset only once complete); a rerun resumes either the processing
+(in the staging folder) or the upload (objects already stored are not sent again).
+
 Unexpected exceptions inside ``process_clip`` (a decoder bug on one odd file) are recorded as
 skipped with reason ``error`` and the exception text, so one clip never stops a long run; a
 :class:`UserError` (missing weights, ...) stops the run.
@@ -33,7 +38,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +55,15 @@ WORK_DIR = ".work"
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    """Arguments of ``talking-faces prepare`` (see :func:`prepare`)."""
+    """Arguments of ``talking-faces prepare`` (see :func:`prepare`).
+
+    ``out`` is a folder or an ``s3://bucket/prefix`` URL; for a URL the dataset is prepared in
+    ``staging`` (default: a folder under :func:`talking_faces.storage.cache_root`, deleted after
+    the upload; a given one is kept) and uploaded from there.
+    """
 
     source: Path
-    out: Path
+    out: Path | str
     layout: str
     landmarks: str = "sidecar"
     device: str = "cpu"
@@ -64,13 +74,14 @@ class PrepareOptions:
     jpeg_quality: int = 90
     limit: int | None = None
     overwrite: bool = False
+    staging: Path | None = None
 
 
 @dataclass
 class PrepareSummary:
     """What a ``prepare`` run did. ``skipped`` holds ``(clip_id, reason, detail)``."""
 
-    out: Path
+    out: Path | str
     total: int
     ok: int
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
@@ -79,6 +90,8 @@ class PrepareSummary:
     elapsed_s: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)
     already_complete: bool = False
+    #: for an object-storage ``out``: what the upload did (``UploadSummary.format()``)
+    upload: str | None = None
 
     @property
     def by_reason(self) -> dict[str, int]:
@@ -107,6 +120,8 @@ class PrepareSummary:
                 f"processed {self.processed_now} clips in {self.processing_s:.1f} s "
                 f"({self.clips_per_s:.2f} clips/s); total {self.elapsed_s:.1f} s"
             )
+        if self.upload:
+            lines.append(self.upload)
         if self.skipped:
             lines.append("skipped clips:")
             for cid, reason, detail in self.skipped[:top]:
@@ -231,8 +246,11 @@ def _clear(out: Path) -> None:
             child.unlink()
 
 
-def _summary_from_manifest(out: Path, meta: dict[str, Any]) -> PrepareSummary:
-    rows = W.read_manifest_text((out / "manifest.jsonl").read_text())
+def _summary_from_manifest(
+    out: Path | str, meta: dict[str, Any], manifest: str | None = None
+) -> PrepareSummary:
+    text = manifest if manifest is not None else (Path(out) / "manifest.jsonl").read_text()
+    rows = W.read_manifest_text(text)
     skipped = [
         (r["clip_id"], r["reason"], r.get("detail") or "") for r in rows if r["status"] != "ok"
     ]
@@ -249,19 +267,42 @@ def _summary_from_manifest(out: Path, meta: dict[str, Any]) -> PrepareSummary:
 # ---------------------------------------------------------------------------- main entry
 
 
+@dataclass
+class _Plan:
+    """What a ``prepare`` run will write, known before any clip is processed."""
+
+    protocol: str
+    clip_cfg: Any
+    backend: Any
+    config: dict[str, Any]
+    items: list[tuple[str, RawClip | tuple[str, str]]]
+    ids: list[str]
+
+
 def prepare(opts: PrepareOptions) -> PrepareSummary:
     """Turn the raw corpus at ``opts.source`` into a prepared dataset at ``opts.out``.
 
     Resumable (rerun the same command after an interruption) and parallel (``opts.workers``
-    processes). Returns the summary; raises :class:`UserError` on bad arguments, a source with no
-    clips, or an ``OUT`` made with other settings.
+    processes). ``opts.out`` may be an ``s3://`` URL (see :class:`PrepareOptions` and
+    :func:`prepare_to_storage`). Returns the summary; raises :class:`UserError` on bad arguments,
+    a source with no clips, or an ``OUT`` made with other settings.
     """
+    from talking_faces import storage
+
+    t0 = time.perf_counter()
+    if storage.is_remote(opts.out):
+        return prepare_to_storage(opts, _plan(opts), t0)
+    return _prepare_local(opts, _plan(opts), t0)
+
+
+def _plan(opts: PrepareOptions) -> _Plan:
+    """Check the arguments, list the source, fix the settings record (step 1 of the module doc)."""
+    from talking_faces import storage
     from talking_faces.preprocess.clip import ClipConfig
     from talking_faces.preprocess.landmarks import create_backend
     from talking_faces.preprocess.readers import LAYOUTS, read_layout
 
-    t0 = time.perf_counter()
-    source, out = Path(opts.source), Path(opts.out)
+    source = Path(opts.source)
     if opts.layout not in LAYOUTS:
         raise UserError(f"unknown layout {opts.layout!r}; choose one of {', '.join(LAYOUTS)}")
     protocol = resolve_protocol(opts.layout, opts.protocol)
@@ -273,8 +314,10 @@ def prepare(opts: PrepareOptions) -> PrepareSummary:
         raise UserError(f"--jpeg-quality must be in 1..100, got {opts.jpeg_quality}")
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be at least 1, got {opts.limit}")
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
-        raise UserError(f"output folder {out} is inside the source {source}; choose another")
+    if not storage.is_remote(opts.out):
+        out = Path(opts.out)
+        if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+            raise UserError(f"output folder {out} is inside the source {source}; choose another")
 
     clip_cfg = ClipConfig(
         size=opts.size,
@@ -308,7 +351,14 @@ def prepare(opts: PrepareOptions) -> PrepareSummary:
         protocol,
         opts.seed,
     )
+    return _Plan(protocol, clip_cfg, backend, config, items, ids)
 
+
+def _prepare_local(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareSummary:
+    """Steps 2-4 of the module doc into the folder ``opts.out``."""
+    out = Path(opts.out)
+    protocol, clip_cfg, backend = plan.protocol, plan.clip_cfg, plan.backend
+    config, items, ids = plan.config, plan.items, plan.ids
     work = W.WorkDir(out / WORK_DIR)
     meta_path = out / "meta.json"
     if out.exists() and any(out.iterdir()):
@@ -370,6 +420,72 @@ def prepare(opts: PrepareOptions) -> PrepareSummary:
     summary = write_dataset(opts, protocol, config, items, work)
     summary.processed_now = len(todo)
     summary.processing_s = processing_s
+    summary.elapsed_s = time.perf_counter() - t0
+    return summary
+
+
+def default_staging(url: str) -> Path:
+    """Where ``prepare SOURCE s3://bucket/prefix`` prepares before uploading, unless told:
+    ``cache_root()/staging/bucket/prefix`` (the same folder on a rerun, so it resumes)."""
+    from talking_faces import storage
+
+    bucket, prefix = storage.split_url(url)
+    return storage.cache_root() / "staging" / bucket / Path(*[p for p in prefix.split("/") if p])
+
+
+def prepare_to_storage(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareSummary:
+    """Prepare into a local staging folder, then upload it to the URL ``opts.out``.
+
+    A dataset already complete at the URL with these settings and clips is not prepared again
+    (a complete staging folder given with ``opts.staging`` is still synced to it, which is how
+    experts trained on the local copy reach the bucket). Otherwise the staging folder is
+    prepared (resuming an earlier run there) and uploaded by
+    :func:`talking_faces.storage.upload_dataset`, ``meta.json`` last; a staging folder this
+    function chose is deleted after the upload, one given is kept.
+    """
+    from talking_faces import storage
+
+    url = str(opts.out).rstrip("/")
+    storage.split_url(url)  # s3:// only
+    given = opts.staging is not None
+    staging = Path(opts.staging) if given else default_staging(url)
+    source = Path(opts.source).resolve()
+    if staging.resolve() == source or source in staging.resolve().parents:
+        raise UserError(f"staging folder {staging} is inside the source {source}; choose another")
+    try:
+        meta_text: str | None = storage.read_text(storage.join(url, "meta.json"))
+    except FileNotFoundError:
+        meta_text = None
+    if meta_text is not None and not opts.overwrite:
+        meta = json.loads(meta_text)
+        if meta.get("config") != plan.config:
+            diff = _config_diff(meta.get("config", {}), plan.config)
+            raise UserError(
+                f"{url} was prepared with other settings ({diff}); use another prefix or "
+                "--overwrite"
+            )
+        manifest = storage.read_text(storage.join(url, "manifest.jsonl"))
+        listed = [r["clip_id"] for r in W.read_manifest_text(manifest)]
+        if listed != plan.ids:
+            raise UserError(
+                f"{url} is a complete dataset of {len(listed)} clips but the source now lists "
+                f"{len(plan.ids)}; use another prefix or --overwrite"
+            )
+        summary = _summary_from_manifest(url, meta, manifest)
+        if (staging / "meta.json").is_file():
+            upload = storage.upload_dataset(staging, url)
+            summary.upload = upload.format()
+            summary.already_complete = upload.uploaded == 0
+        summary.elapsed_s = time.perf_counter() - t0
+        return summary
+
+    summary = _prepare_local(replace(opts, out=staging), plan, t0)
+    upload = storage.upload_dataset(staging, url, overwrite=opts.overwrite)
+    summary.out = url
+    summary.upload = upload.format()
+    summary.already_complete = summary.already_complete and upload.uploaded == 0
+    if not given:
+        shutil.rmtree(staging, ignore_errors=True)
     summary.elapsed_s = time.perf_counter() - t0
     return summary
 
