@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint format install clean
+.PHONY: test lint format install clean chromium compare
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix talking_faces tests benchmarks
 	$(BIN)/ruff format talking_faces tests benchmarks
 
-test: lint
+# The leaderboard's browser test drives Debian's chromium through Playwright (whose own browser
+# download is not used): install it when missing (CI runs as root; sudo otherwise).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+test: lint chromium
 	$(BIN)/pytest
+
+# The main job (talking-faces compare): synthetic corpus -> experts -> every method -> evaluate ->
+# leaderboard + report in compare/synthetic/; a rerun continues where an interrupted one stopped.
+compare: $(VENV)/.installed
+	$(BIN)/talking-faces compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,7 +4,12 @@ Each subcommand lives in ``talking_faces/commands/<name>.py`` and exposes
 ``register(subparsers) -> argparse.ArgumentParser`` (which sets ``func=run`` on the parser) and
 ``run(args) -> int``. Only finished commands are listed in :data:`COMMANDS`. A
 :class:`~talking_faces.errors.UserError` raised anywhere becomes one ``error: ...`` line on stderr
-and exit status 2.
+and exit status 2. ``talking-faces`` alone prints the help (every subcommand, one line each) and
+exits 0.
+
+Startup stays light: this module and the command modules import only the standard library at
+the top, and each ``run`` checks what it can (files exist, arguments agree) before importing
+torch, so a mistyped path is answered at once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from talking_faces import __version__
 from talking_faces.errors import UserError
 
 #: subcommand modules under ``talking_faces.commands``, in the order ``--help`` lists them
-COMMANDS: list[str] = ["synth", "prepare", "fit", "evaluate"]
+COMMANDS: list[str] = [
+    "synth",
+    "prepare",
+    "fit",
+    "evaluate",
+    "generate",
+    "sweep",
+    "leaderboard",
+    "compare",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"talking_faces {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"talking_faces.commands.{name}").register(sub)
     return parser
@@ -44,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `talking-faces`: what is there to run
+        parser.print_help()
+        return 0
     try:
         code = args.func(args)
     except UserError as exc:

@@ -146,6 +146,18 @@ def _is_open(node: Any) -> bool:
     return isinstance(node, DictConfig) and node._metadata.object_type in (None, dict)
 
 
+def _unlock_open_dicts(node: DictConfig) -> None:
+    """Let plain-dict fields (e.g. ``model.optim``) take new keys in a struct-mode schema."""
+    for k in list(node.keys()):
+        child = node._get_node(k)
+        if not isinstance(child, DictConfig) or child._is_missing():
+            continue
+        if _is_open(child):
+            OmegaConf.set_struct(child, False)
+        else:
+            _unlock_open_dicts(child)
+
+
 def _all_keys(node: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     # iterate keys(): `in`/iteration on a DictConfig skips keys whose value is missing (???)
@@ -233,6 +245,7 @@ def make_config(cls: type, config: Any = None, **overrides: Any) -> Any:
     """
     schema = OmegaConf.structured(cls)
     OmegaConf.set_struct(schema, True)
+    _unlock_open_dicts(schema)
     if config is None:
         values: Any = {}
     elif dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -255,6 +268,7 @@ def schema_for(model_config: type | None) -> DictConfig:
     if model_config is not None:
         schema.model = OmegaConf.structured(model_config)
     OmegaConf.set_struct(schema, True)
+    _unlock_open_dicts(schema)
     return schema
 
 
@@ -305,6 +319,7 @@ def compose_config(
         raise UserError(explain_omegaconf_error(exc)) from None
     _check_choices(cfg)
     OmegaConf.set_struct(cfg, True)
+    _unlock_open_dicts(cfg)
     return cfg
 
 

@@ -20,8 +20,11 @@ mode/crop/channel order, vshift, CPBD) plus what scores:
 
 The results file records the resolved protocol, including the sha256 of each expert, so two
 results compare only when the same networks scored them (see :mod:`talking_faces.results`).
-Generation draws with ``torch.Generator().manual_seed(seed + batch index)``; scoring runs in one
-process on one device.
+Generation draws with ``torch.Generator().manual_seed(seed + batch index)``, batches holding
+pairs of one length in pair order. With ``devices`` > 1 (:mod:`talking_faces.distributed_eval`)
+batch i is generated and scored by process i mod N, the metric states are reduced across the
+processes and the per-pair rows gathered in pair order, so the results equal a one-process run's
+(the metrics to the rounding of their float64 sums, added in another order).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import csv
 import dataclasses
 import datetime as _dt
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +43,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from talking_faces import __version__
+from talking_faces import __version__, storage
 from talking_faces.baselines import (
     BASELINES,
     derangement,
@@ -60,6 +64,8 @@ SCORER_KEYS = ("syncnet", "landmarks", "lmd_reference", "lpips")
 SYNCNET_CHOICES = ("expert", "public", "none")
 LANDMARK_CHOICES = ("expert", "none")
 LMD_REFERENCES = ("expert", "dataset")
+#: the key naming the metric that ranks a leaderboard group under the protocol
+PRIMARY_METRIC_KEY = "primary_metric"
 #: Protocol fields that a SyncNet expert fixes (it was trained on those inputs)
 LSE_INPUT_KEYS = ("lse_mode", "lse_crop_box", "lse_channel_order")
 PROTOCOLS_DIR = Path("experiments") / "protocols"
@@ -131,9 +137,32 @@ def _missing_expert(kind: str, prep: str, flag: str) -> UserError:
     from talking_faces.experts import TRAIN_COMMANDS
 
     label = {"syncnet": "SyncNet", "landmarks": "landmark"}[kind]
+    if storage.is_remote(prep):
+        where = storage.join(prep, "experts", f"{kind}.ckpt")
+        return UserError(
+            f"no {label} expert at {where}: train one on a local copy of the dataset "
+            f"(`{TRAIN_COMMANDS[kind].format(prep='LOCAL_PREP')}`) and upload it with "
+            f"`talking-faces prepare SOURCE {prep} ... --staging LOCAL_PREP` "
+            f"(docs/scale-out.md), or pass {flag} PATH"
+        )
     return UserError(
         f"no {label} expert for {prep}: train one with "
         f"`{TRAIN_COMMANDS[kind].format(prep=prep)}` or pass {flag} PATH"
+    )
+
+
+def dataset_expert(prep: str, name: str) -> tuple[Path | None, str]:
+    """``(local file or None, its location)`` of the expert ``name`` (``syncnet``,
+    ``landmarks``) of a prepared dataset: ``PREP/experts/<name>.ckpt``, for an ``s3://`` dataset
+    fetched to the local cache (:func:`talking_faces.storage.fetch`)."""
+    from talking_faces.experts import EXPERTS_DIR, expert_path
+
+    if not storage.is_remote(prep):
+        path = expert_path(prep, name)
+        return (path if path.is_file() else None), str(path)
+    return (
+        storage.fetch_dataset_file(prep, EXPERTS_DIR, f"{name}.ckpt"),
+        storage.join(prep, EXPERTS_DIR, f"{name}.ckpt"),
     )
 
 
@@ -155,6 +184,7 @@ def build_scorers(
 
     raw = load_protocol_file(protocol_name)
     known = {f.name for f in dataclasses.fields(Protocol)} | set(SCORER_KEYS)
+    known.add(PRIMARY_METRIC_KEY)
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(
@@ -162,6 +192,7 @@ def build_scorers(
             f"{', '.join(sorted(known))}"
         )
     scorer = {k: raw.pop(k) for k in SCORER_KEYS if k in raw}
+    primary = raw.pop(PRIMARY_METRIC_KEY, None)
     choice = {
         "syncnet": str(scorer.get("syncnet", "expert")),
         "landmarks": str(scorer.get("landmarks", "expert")),
@@ -183,13 +214,18 @@ def build_scorers(
 
     syncnet = None
     if choice["syncnet"] == "expert":
-        from talking_faces.experts import expert_path, load_expert
+        from talking_faces.experts import load_expert
 
-        path = Path(syncnet_path) if syncnet_path else expert_path(prep, "syncnet")
-        if not path.is_file():
-            if syncnet_path:
+        if syncnet_path:
+            path = Path(syncnet_path)
+            where = str(path)
+            if not path.is_file():
                 raise UserError(f"SyncNet expert {path} does not exist")
-            raise _missing_expert("syncnet", prep, "--syncnet")
+        else:
+            found, where = dataset_expert(prep, "syncnet")
+            if found is None:
+                raise _missing_expert("syncnet", prep, "--syncnet")
+            path = found
         expert, digest = load_expert(path, "syncnet")
         settings = expert.lse_settings()
         for key in LSE_INPUT_KEYS:
@@ -201,7 +237,7 @@ def build_scorers(
                 )
         raw.update(settings)
         syncnet = expert.net.to(device).eval()
-        experts["syncnet"] = {"kind": "expert", "path": str(path), "sha256": digest}
+        experts["syncnet"] = {"kind": "expert", "path": where, "sha256": digest}
         described["syncnet"] = {
             "kind": "expert",
             "sha256": digest,
@@ -220,16 +256,21 @@ def build_scorers(
 
     landmark_model = None
     if choice["landmarks"] == "expert":
-        from talking_faces.experts import expert_path, load_expert
+        from talking_faces.experts import load_expert
 
-        path = Path(landmarks_path) if landmarks_path else expert_path(prep, "landmarks")
-        if not path.is_file():
-            if landmarks_path:
+        if landmarks_path:
+            path = Path(landmarks_path)
+            where = str(path)
+            if not path.is_file():
                 raise UserError(f"landmark expert {path} does not exist")
-            raise _missing_expert("landmarks", prep, "--landmarks-model")
+        else:
+            found, where = dataset_expert(prep, "landmarks")
+            if found is None:
+                raise _missing_expert("landmarks", prep, "--landmarks-model")
+            path = found
         expert, digest = load_expert(path, "landmarks")
         landmark_model = ExpertLandmarkModel(expert.to(device).eval())
-        experts["landmarks"] = {"kind": "expert", "path": str(path), "sha256": digest}
+        experts["landmarks"] = {"kind": "expert", "path": where, "sha256": digest}
         described["landmarks"] = {"kind": "expert", "sha256": digest}
     else:
         described["landmarks"] = {"kind": "none"}
@@ -238,10 +279,12 @@ def build_scorers(
     resolved = {
         **protocol.to_dict(),
         "lpips": lpips,
-        "lmd_reference": choice["lmd_reference"],
+        # no LMD without a landmark model: no reference to record
+        "lmd_reference": choice["lmd_reference"] if landmark_model is not None else None,
         "syncnet": described["syncnet"],
         "landmarks": described["landmarks"],
     }
+    resolved[PRIMARY_METRIC_KEY] = primary_metric(raw["name"], primary, resolved)
     return Scorers(
         protocol=protocol,
         resolved=resolved,
@@ -251,6 +294,34 @@ def build_scorers(
         lpips=lpips,
         experts=experts,
     )
+
+
+def scored_metrics(resolved: dict[str, Any]) -> list[str]:
+    """The ranking metrics a resolved protocol scores (those with a direction)."""
+    metrics = ["psnr", "ssim"]
+    metrics += ["lpips"] if resolved.get("lpips") else []
+    metrics += ["cpbd"] if resolved.get("cpbd") else []
+    metrics += ["lmd"] if resolved["landmarks"]["kind"] != "none" else []
+    metrics += ["lse_d", "lse_c"] if resolved["syncnet"]["kind"] != "none" else []
+    return metrics
+
+
+def primary_metric(name: str, given: Any, resolved: dict[str, Any]) -> str:
+    """The protocol's primary metric (what ranks its leaderboard table): ``primary_metric`` of
+    the file, else ``lse_c`` when it scores lip sync, else ``lmd``, else ``ssim``.
+
+    Raises:
+        UserError: a metric the protocol does not score.
+    """
+    scored = scored_metrics(resolved)
+    if given is None:
+        return next(m for m in ("lse_c", "lmd", "ssim") if m in scored)
+    if str(given) not in scored:
+        raise UserError(
+            f"protocol {name!r}: primary_metric {given!r} is not scored under it; choose one of "
+            f"{', '.join(scored)}"
+        )
+    return str(given)
 
 
 _EXPERT_FIELD = {
@@ -308,6 +379,35 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int
         yield batch
 
 
+def process_rank() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in a running ``torch.distributed`` group, else
+    ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_in_pair_order(
+    rows: list[dict[str, Any]],
+    skipped: list[tuple[int, dict[str, str]]],
+    videos: list[dict[str, Any]],
+    frames: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[dict[str, Any]], int]:
+    """Every process's per-pair rows, skipped pairs and video records, each sorted by pair index,
+    and the frames scored by all of them (one process: its own, sorted)."""
+    from talking_faces.utils.distributed import all_gather_objects
+
+    parts = all_gather_objects((rows, skipped, videos, frames))
+    return (
+        sorted((r for p in parts for r in p[0]), key=lambda r: r["pair"]),
+        [record for _, record in sorted((s for p in parts for s in p[1]), key=lambda s: s[0])],
+        sorted((v for p in parts for v in p[2]), key=lambda v: v["pair"]),
+        sum(p[3] for p in parts),
+    )
+
+
 # ----------------------------------------------------------------------------- evaluation
 @dataclass
 class EvaluationRequest:
@@ -329,6 +429,17 @@ class EvaluationRequest:
     audio_shift: int = 0
     device: str = "cpu"
     limit: int | None = None
+    #: what drives generation: "audio", or "video" for methods that can be driven by frames (the
+    #: pair's real frames then drive the identity)
+    drive: str = "audio"
+    #: test-time options of the method (its ``generation_options``), e.g. {"wid_scale": 1.5}
+    options: dict[str, Any] = field(default_factory=dict)
+    #: sample videos: the first ``videos`` pairs as ``<out stem>.videos/<pair>.mp4``
+    videos: int = 1
+    #: recorded as the results' ``provenance`` (e.g. the sweep and trial that asked for them)
+    provenance: dict[str, Any] | None = None
+    #: processes the pairs are sharded over (:mod:`talking_faces.distributed_eval`)
+    devices: int = 1
 
 
 def _check_request(req: EvaluationRequest) -> None:
@@ -344,6 +455,38 @@ def _check_request(req: EvaluationRequest) -> None:
         raise UserError("--samples > 1 needs a model checkpoint; baselines have one output")
     if req.limit is not None and req.limit < 1:
         raise UserError("--limit must be at least 1")
+    if req.devices < 1:
+        raise UserError("--devices must be at least 1")
+    if req.videos < 0:
+        raise UserError("--videos must be 0 or more")
+    if req.drive not in ("audio", "video"):
+        raise UserError(f"--drive must be audio or video, got {req.drive!r}")
+    if req.baseline is not None and (req.drive != "audio" or req.options):
+        raise UserError("--drive and --option apply to a model checkpoint, not to a baseline")
+
+
+def apply_generation_options(model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Set test-time options on ``model.config`` (only the method's ``generation_options``);
+    return the resolved options, as results record them."""
+    allowed = tuple(getattr(model, "generation_options", ()))
+    applied: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise UserError(
+                f"--option {key}: not a test-time option of method '{model.config.name}' "
+                f"(its options: {known})"
+            )
+        current = getattr(model.config, key)
+        try:
+            value = type(current)(value)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"--option {key}={value!r}: expected a {type(current).__name__}"
+            ) from None
+        setattr(model.config, key, value)
+        applied[key] = value
+    return applied
 
 
 def _load_model(path: str, device: str) -> tuple[Any, dict[str, Any]]:
@@ -376,17 +519,24 @@ def _window_config(model: Any, run_config: dict[str, Any]) -> WindowConfig:
 def evaluate(req: EvaluationRequest) -> dict[str, Any]:
     """Score ``req.ckpt`` or ``req.baseline`` and write the results JSON and per-clip CSV.
 
-    Returns the results dict (as written).
+    Returns the results dict as written, plus ``wandb_run``: the id of the W&B run the results
+    were added to (the run that trained the checkpoint, when it logged to W&B), else None.
     """
     from talking_faces.metrics import MetricSuite, SampleDiversity
     from talking_faces.metrics.diversity import mouth_mask
     from talking_faces.metrics.sync import num_sync_windows
 
     _check_request(req)
+    rank, world = process_rank()
+    if req.devices > 1 and world == 1:
+        from talking_faces.distributed_eval import evaluate_on_devices
+
+        return evaluate_on_devices(req)
     started = time.perf_counter()
     torch.manual_seed(req.seed)
     prepared = PreparedDataset.load(req.data)
     model, run_config, ckpt_record = None, {}, None
+    options: dict[str, Any] = {}
     if req.ckpt is not None:
         model, run_config = _load_model(req.ckpt, req.device)
         model.check_num_samples(req.num_samples)
@@ -398,6 +548,12 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
                 f"--size {size}"
             )
         ckpt_record = {"path": str(req.ckpt), "sha256": sha256_file(req.ckpt)}
+        if req.drive not in model.drives:
+            raise UserError(
+                f"method '{model.config.name}' cannot be driven by {req.drive} (it takes "
+                f"{', '.join(model.drives)})"
+            )
+        options = apply_generation_options(model, dict(req.options))
     scorers = build_scorers(
         req.protocol, req.data, req.syncnet, req.landmarks_model, req.syncnet_public, req.device
     )
@@ -424,25 +580,36 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
     )
     partner = derangement(count, req.seed) if req.baseline == "shuffled" else None
 
-    skipped: list[dict[str, str]] = []
+    skipped: list[tuple[int, dict[str, str]]] = []  # (pair index, record)
     extra: list[dict[str, Any]] = []
     frames_scored = 0
+    # batch i (pairs of one length, in pair order) is scored by process i mod world; generation
+    # is seeded by the batch's index, so every process count gives the same clips
+    batches = enumerate(length_batches(lengths, req.batch_size))
+    mine = [(i, b) for i, b in batches if i % world == rank]
     loader = torch.utils.data.DataLoader(
         pairs,
-        batch_sampler=list(length_batches(lengths, req.batch_size)),
+        batch_sampler=[b for _, b in mine],
         num_workers=req.num_workers,
         collate_fn=collate_batch,
     )
-    bar = progress(total=count, desc=f"evaluate {req.baseline or Path(req.ckpt).name}", unit="pair")
-    offset = 0
-    for batch_idx, batch in enumerate(loader):
-        indices = list(range(offset, offset + len(batch["clip_id"])))
-        offset += len(indices)
+    bar = progress(
+        total=sum(len(b) for _, b in mine),
+        desc=f"evaluate {req.baseline or Path(req.ckpt).name}",
+        unit="pair",
+        **({"disable": True} if rank else {}),
+    )
+    video_dir = Path(req.out).with_name(Path(req.out).stem + ".videos")
+    videos: list[dict[str, Any]] = []
+    for (batch_idx, indices), batch in zip(mine, loader, strict=True):
         target = batch["frames"].to(req.device)
         waveform = batch["waveform"].to(req.device)
         b, t = target.shape[:2]
         if scorers.syncnet is not None and num_sync_windows(t, waveform.shape[-1]) < 1:
-            skipped += [{"clip_id": c, "reason": "too-short-for-syncnet"} for c in batch["clip_id"]]
+            skipped += [
+                (j, {"clip_id": c, "reason": "too-short-for-syncnet"})
+                for j, c in zip(indices, batch["clip_id"], strict=True)
+            ]
             bar.update(b)
             continue
         if req.baseline == "ground-truth":
@@ -456,12 +623,21 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
         else:
             gen = torch.Generator(device=req.device).manual_seed(req.seed + batch_idx)
             with torch.no_grad():
-                samples = model.generate(
-                    batch["identity"].to(req.device),
-                    batch["audio"].to(req.device),
-                    req.num_samples,
-                    generator=gen,
-                )
+                if req.drive == "audio":
+                    samples = model.generate(
+                        batch["identity"].to(req.device),
+                        batch["audio"].to(req.device),
+                        req.num_samples,
+                        generator=gen,
+                    )
+                else:
+                    samples = model.generate_driven(
+                        batch["identity"].to(req.device),
+                        target,
+                        req.drive,
+                        req.num_samples,
+                        generator=gen,
+                    )
             pred = samples[:, 0].clamp(0, 1)
             if diversity is not None:
                 samples = samples.clamp(0, 1)
@@ -486,6 +662,8 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
                 "identity_clip_id": batch["identity_clip_id"][i],
                 "kind": batch["kind"][i],
             }
+            if j < req.videos:
+                videos.append(write_sample_video(video_dir, j, batch, i, target, pred, waveform))
             if diversity is not None:
                 for key in ("l1", "mouth_share", "lse_c_spread"):
                     if key in diversity.batch_values:
@@ -493,19 +671,31 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
             extra.append(row)
         bar.update(b)
     bar.close()
-    if not extra:
+    # every process's rows, skipped pairs and videos, in pair order (all processes hold them)
+    per_clip, skipped, videos, frames_scored = _gather_in_pair_order(
+        [{**e, **row} for e, row in zip(extra, suite.per_clip(), strict=True)],
+        skipped,
+        videos,
+        frames_scored,
+    )
+    if not per_clip:
         raise UserError(f"no pair of {req.data} could be scored (all were too short)")
 
-    metrics = suite.compute()
-    if diversity is not None:
-        for key, value in diversity.compute().items():
-            metrics[f"diversity_{key}"] = float(value)
+    with warnings.catch_warnings():
+        # a process given no batch (fewer batches than processes) still joins the reduction
+        warnings.filterwarnings("ignore", message=r".*called before the ``update`` method")
+        metrics = suite.compute()  # reduced over the processes (torchmetrics states)
+        if diversity is not None:
+            for key, value in diversity.compute().items():
+                metrics[f"diversity_{key}"] = float(value)
+    if rank != 0:  # the collectives are done; process 0 writes the results
+        return {}
+    method_metrics = _method_metrics(model, req, window, pairs.split) if model is not None else {}
     elapsed = time.perf_counter() - started
     higher = {k: v for k, v in suite.higher_is_better().items() if k in metrics}
 
     out = Path(req.out)
     csv_path = out.with_name(out.stem + ".clips.csv")
-    per_clip = [{**e, **row} for e, row in zip(extra, suite.per_clip(), strict=True)]
     write_per_clip_csv(csv_path, per_clip)
 
     method = req.baseline if req.baseline is not None else str(model.config.name)
@@ -540,6 +730,11 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
             "skipped": skipped,
         },
         "seed": req.seed,
+        "drive": req.drive,
+        "generation_options": options,
+        "method_metrics": method_metrics,
+        "run_config": run_config or None,
+        "videos": [{**v, "path": str(Path(v["path"]).relative_to(out.parent))} for v in videos],
         "num_samples": req.num_samples,
         "batch_size": req.batch_size,
         "audio": {
@@ -553,10 +748,67 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
             "frames": frames_scored,
             "frames_per_second": round(frames_scored / max(elapsed, 1e-9), 2),
             "device": str(req.device),
+            "devices": world,
         },
     }
+    if req.provenance is not None:
+        results["provenance"] = req.provenance
     write_results(out, results)
+    if req.ckpt is not None:
+        from talking_faces.loggers import add_results_to_wandb
+
+        results["wandb_run"] = add_results_to_wandb(req.ckpt, run_config, results, per_clip)
+    else:
+        results["wandb_run"] = None
     return results
+
+
+def write_sample_video(
+    folder: Path,
+    pair: int,
+    batch: dict[str, Any],
+    i: int,
+    target: Tensor,
+    pred: Tensor,
+    waveform: Tensor,
+) -> dict[str, Any]:
+    """Write pair ``pair`` (row ``i`` of the batch) as ``folder/<pair>-<clip>.mp4``: the real
+    clip beside the generated one (``target``, ``pred``: ``B,T,3,H,W`` in [0,1]) with the
+    scored audio (``waveform``: ``B,S``) muxed; return its record for the results."""
+    from talking_faces.utils.mp4 import side_by_side, to_uint8_video, write_clip_mp4
+
+    clip = str(batch["clip_id"][i])
+    path = folder / f"{pair:04d}-{clip.replace('/', '_')}.mp4"
+    frames = side_by_side(target[i], pred[i])
+    write_clip_mp4(path, to_uint8_video(frames), waveform[i].float().cpu().numpy())
+    return {
+        "pair": pair,
+        "clip_id": clip,
+        "identity_clip_id": str(batch["identity_clip_id"][i]),
+        "layout": "real | generated",
+        "path": str(path),
+    }
+
+
+def _method_metrics(
+    model: Any, req: EvaluationRequest, window: WindowConfig, split: str
+) -> dict[str, Any]:
+    """What the method adds through ``TalkingFaceModule.method_metrics`` (e.g. davs's word
+    accuracy and retrieval), on the evaluated split with the model's audio features."""
+    from talking_faces.models.base import MethodEvalData
+
+    data = MethodEvalData(
+        root=req.data,
+        split=split,
+        audio={
+            k: getattr(window, k) for k in ("audio_feature", "audio_window", "audio_pad", "drop_c0")
+        },
+        device=torch.device(req.device),
+        seed=req.seed,
+        batch_size=req.batch_size,
+        limit=req.limit,
+    )
+    return model.method_metrics(data)
 
 
 def _load_lpips(protocol: str) -> nn.Module:
@@ -575,8 +827,11 @@ def _load_lpips(protocol: str) -> nn.Module:
 def _label(req: EvaluationRequest, run_config: dict[str, Any]) -> str:
     if req.baseline is not None:
         return req.baseline + (f" (audio {req.audio_shift:+d} frames)" if req.audio_shift else "")
-    name = run_config.get("name") or (run_config.get("model") or {}).get("name")
-    return str(name or Path(req.ckpt).stem)
+    name = str(run_config.get("name") or (run_config.get("model") or {}).get("name") or "")
+    label = name or Path(req.ckpt).stem
+    notes = [f"{req.drive}-driven"] if req.drive != "audio" else []
+    notes += [f"{k}={v}" for k, v in sorted(req.options.items())]
+    return label + (f" ({', '.join(notes)})" if notes else "")
 
 
 def write_per_clip_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -602,4 +857,7 @@ __all__ = [
     "pair_dataset",
     "protocol_path",
     "write_per_clip_csv",
+    "write_sample_video",
+    "primary_metric",
+    "scored_metrics",
 ]

@@ -25,7 +25,7 @@ from talking_faces.utils.io import sha256_json, write_json_atomic
 #: identifies the layout of a results file; bumped when a field changes meaning
 RESULTS_FORMAT = "talking_faces.results/1"
 
-#: top-level fields every results file carries (DESIGN.md "Results JSON")
+#: top-level fields every results file carries (docs/architecture.md, "Results JSON")
 REQUIRED_FIELDS: tuple[str, ...] = (
     "format",
     "method",

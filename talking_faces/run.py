@@ -9,7 +9,8 @@ config (:func:`talking_faces.runconfig.load_config`) -> **fit** -> run folder ``
 - ``metrics.csv`` (always; a resumed run appends to it), ``fit.log`` (Lightning's log lines)
 - ``samples/*.mp4``: real | generated (| the method's debug panels) with the audio muxed, every
   ``logger.sample_every_n_val`` validations; also sent to W&B when ``logger.wandb=true``
-- ``wandb/`` (offline unless ``WANDB_MODE`` says otherwise), ``tensorboard/`` when asked for.
+- ``wandb/`` (offline unless ``WANDB_MODE`` says otherwise; the W&B run is finished when fit
+  ends, which writes its summary and config), ``tensorboard/`` when asked for.
 
 When the prepared dataset holds a trained landmark expert (``<data.root>/experts/landmarks.ckpt``),
 methods also log ``val/lmd`` (mouth LMD of their validation samples), which ``checkpoint.monitor``
@@ -17,10 +18,16 @@ may then name.
 
 ``ckpt_path=last`` continues the run folder's ``last.ckpt`` (or starts from step 0 if the run
 never wrote one), so a killed job can be restarted with the same command plus ``ckpt_path=last``.
-Checkpoints are written atomically and carry the model's training-noise generator, so a resumed
-single-process run ends with the same weights as an uninterrupted one. Under DDP, every rank runs
-this module (Lightning's launcher re-executes the command); only global rank 0 writes the run
-folder.
+Checkpoints are written atomically and carry the resolved run config, the dataset's ``meta.json``
+(what ``talking-faces generate`` prepares new inputs with) and the model's training-noise
+generator, so a resumed single-process run ends with the same weights as an uninterrupted one.
+Under DDP, every rank runs this module (Lightning's launcher re-executes the command, or torchrun
+/ SLURM's srun start every process, ``trainer.num_nodes`` nodes of ``trainer.devices``); only
+global rank 0 (:func:`~talking_faces.utils.distributed.global_rank_from_env`) writes the run
+folder, and the other ranks wait until it exists. With several nodes, ``out`` must be on a file
+system every node sees (NFS, Lustre, ... as on SLURM clusters): the others wait for rank 0's folder
+and every rank reads ``ckpt_path=last`` from it. Each rank's training-noise generator is saved for
+every rank (:mod:`talking_faces.resume`), so a resumed DDP run equals an uninterrupted one too.
 
 Loggers are built in :mod:`talking_faces.loggers`, callbacks and the checkpoint writer live in
 :mod:`talking_faces.callbacks`. Methods trained with several optimizers (manual optimization) get
@@ -31,11 +38,12 @@ or ``model.optim.<group>.clip_grad_norm``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +54,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from talking_faces.callbacks import AtomicCheckpointIO, RunInfo, SampleVideos
+from talking_faces.callbacks import AtomicCheckpointIO, RunInfo, SampleVideos, StepProgressBar
 from talking_faces.config import require_complete, to_dict, to_yaml
 from talking_faces.errors import UserError
-from talking_faces.loggers import build_loggers, check_loggers
+from talking_faces.loggers import build_loggers, check_loggers, finish_loggers
+from talking_faces.resume import RankGeneratorStates
 from talking_faces.utils.distributed import global_rank_from_env
 from talking_faces.utils.io import write_json_atomic, write_text_atomic
 from talking_faces.utils.provenance import git_info
@@ -66,11 +75,42 @@ class _DropAdvertising(logging.Filter):
 
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(_DropAdvertising())
-# Our training data is LitData's StreamingDataset, whose __len__ is per rank and which gives every
-# worker its own share: what Lightning's generic warning about __len__ with workers asks for.
-warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
-# Lightning's own use of a torch pytree API that torch deprecated; nothing a user can change.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+@contextlib.contextmanager
+def _without_unactionable_warnings(cfg: DictConfig) -> Iterator[None]:
+    """Hide, while training, the warnings Lightning raises that a user cannot act on.
+
+    Scoped to the block rather than set at import, so they stay hidden wherever ``fit`` runs (a
+    test runner resets the process-wide filters between tests) and other code keeps its own.
+    """
+    with warnings.catch_warnings():
+        # Our training data is LitData's StreamingDataset, whose __len__ is per rank and which
+        # gives every worker its own share: what Lightning's generic warning asks for.
+        warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
+        # Lightning's own use of a torch pytree API that torch deprecated.
+        warnings.filterwarnings(
+            "ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated"
+        )
+        # With several optimizers (manual optimization) Lightning warns that periodic checkpoints
+        # hold the weights after the step's optimizer updates: what a checkpoint at step N is.
+        warnings.filterwarnings(
+            "ignore", message=r"Using ModelCheckpoint with manual optimization and every_n_train"
+        )
+        t = cfg.trainer
+        if t.max_steps and t.log_every_n_steps and t.max_steps >= t.log_every_n_steps:
+            # Lightning warns when an epoch has fewer batches than log_every_n_steps, but it
+            # counts the interval in steps across epochs: a run of at least that many steps logs
+            # every log_every_n_steps steps all the same (small datasets have short epochs).
+            warnings.filterwarnings(
+                "ignore", message=r"The number of training batches \(\d+\) is smaller than the"
+            )
+        if cfg.ckpt_path is not None:
+            # a resumed run continues in its own checkpoint folder (a new run refuses an
+            # existing one, prepare_run_dir): that the folder holds checkpoints is expected
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        yield
+
 
 #: model config fields that fit fills from the data (when the method has them)
 DATA_FIELDS = ("image_size", "audio_window", "audio_features", "num_words", "num_speakers")
@@ -179,20 +219,25 @@ def attach_landmark_expert(model: L.LightningModule, cfg: DictConfig) -> str | N
     """Give a method the dataset's landmark expert for ``val/lmd``; return its path, or None.
 
     Only for talking-face methods, and only when ``<data.root>/experts/landmarks.ckpt`` exists
-    (``talking-faces fit experiments/experts/landmarks.yaml data.root=...`` writes it).
+    (``talking-faces fit experiments/experts/landmarks.yaml data.root=...`` writes it; for an
+    ``s3://`` dataset it is fetched to the local cache, see :mod:`talking_faces.storage`).
     """
+    from talking_faces import storage
     from talking_faces.models import TalkingFaceModule
 
-    if not isinstance(model, TalkingFaceModule) or "://" in str(cfg.data.root):
+    root = str(cfg.data.root)
+    if not isinstance(model, TalkingFaceModule):
         return None
-    from talking_faces.experts import expert_path, load_expert
+    if storage.is_remote(root) and not root.startswith("s3://"):
+        return None  # experts are fetched from s3:// datasets only
+    from talking_faces.experts import EXPERTS_DIR, load_expert
 
-    path = expert_path(cfg.data.root, "landmarks")
-    if not path.is_file():
+    path = storage.fetch_dataset_file(root, EXPERTS_DIR, "landmarks.ckpt")
+    if path is None:
         return None
     expert, _ = load_expert(path, "landmarks")
     model.attach_landmark_model(expert)
-    return str(path)
+    return storage.join(root, EXPERTS_DIR, "landmarks.ckpt")
 
 
 def build_trainer(
@@ -201,11 +246,14 @@ def build_trainer(
     loggers: list[Logger],
     extra_callbacks: list[Callback] | None = None,
     manual_optimization: bool = False,
+    dataset_meta: Mapping[str, Any] | None = None,
 ) -> L.Trainer:
     """``lightning.Trainer`` from ``cfg.trainer`` with the run folder's checkpoints.
 
     ``manual_optimization``: the model steps several optimizers itself (see the module
-    docstring for what changes).
+    docstring for what changes). ``dataset_meta``: the prepared dataset's ``meta.json``, saved
+    in every checkpoint beside the run config. The progress bar counts steps of
+    ``trainer.max_steps`` (:class:`~talking_faces.callbacks.StepProgressBar`).
     """
     t = cfg.trainer
     strategy: Any = t.strategy
@@ -238,7 +286,8 @@ def build_trainer(
             save_last=True,
             auto_insert_metric_name=False,
         ),
-        RunInfo(to_dict(cfg)),
+        RunInfo(to_dict(cfg), dataset_meta),
+        RankGeneratorStates(),
     ]
     if cfg.checkpoint.every_n_train_steps:
         callbacks.append(
@@ -251,6 +300,8 @@ def build_trainer(
         )
     callbacks += extra_callbacks or []
     quiet = os.environ.get("TALKING_FACES_QUIET") == "1"
+    if not quiet:
+        callbacks.append(StepProgressBar())
     try:
         return L.Trainer(
             accelerator=t.accelerator,
@@ -319,6 +370,7 @@ def fit(cfg: DictConfig) -> Path:
     model = model_class(cfg.model.name)(cfg.model)
     if hasattr(model, "check_optim_groups"):
         model.check_optim_groups()
+        model.check_run_config(cfg)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     landmark_expert = attach_landmark_expert(model, cfg)
@@ -331,18 +383,26 @@ def fit(cfg: DictConfig) -> Path:
     else:
         _wait_for(run_dir / "config.yaml")
         handler = None
+    loggers: list[Logger] = []
+    finished = False
     try:
         loggers = build_loggers(cfg, run_dir, resume_step)
         samples = SampleVideos(
             run_dir / "samples", cfg.logger.sample_every_n_val, cfg.logger.sample_videos
         )
         trainer = build_trainer(
-            cfg, run_dir, loggers, [samples], manual_optimization=not model.automatic_optimization
+            cfg,
+            run_dir,
+            loggers,
+            [samples],
+            manual_optimization=not model.automatic_optimization,
+            dataset_meta=datamodule.meta,
         )
         # the seed again: building the datamodule and model drew from the global generators
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+            with _without_unactionable_warnings(cfg):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         except MisconfigurationException as exc:
             if "could not find the monitored key" not in str(exc):
                 raise
@@ -358,7 +418,10 @@ def fit(cfg: DictConfig) -> Path:
             )
         if not trainer.interrupted:
             trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        finished = not trainer.interrupted
     finally:
+        # end the W&B run: its summary and config are written, no handle is left open
+        finish_loggers(loggers, success=finished)
         if handler is not None:
             for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
                 logging.getLogger(name).removeHandler(handler)
@@ -367,9 +430,12 @@ def fit(cfg: DictConfig) -> Path:
 
 
 def _wait_for(path: Path, timeout_s: float = 600.0) -> None:
-    """Non-zero ranks started by an external launcher wait for rank 0's run folder."""
+    """Ranks other than 0 wait for rank 0's run folder (on a file system all nodes share)."""
     deadline = time.monotonic() + timeout_s
     while not path.exists():
         if time.monotonic() > deadline:
-            raise UserError(f"rank 0 did not create {path} within {timeout_s:.0f} s")
+            raise UserError(
+                f"rank 0 did not create {path} within {timeout_s:.0f} s; with several nodes, "
+                "out= must be a folder every node shares (docs/scale-out.md)"
+            )
         time.sleep(0.2)

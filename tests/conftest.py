@@ -1,6 +1,6 @@
 """Shared fixtures: one tiny synthetic GRID corpus and its prepared dataset per test session, the
-same with both evaluation experts trained on it (``trained``, see expert_data.py), and
-``one_thread``.
+same with both evaluation experts trained on it (``trained``, see expert_data.py), a local S3
+server (``s3_server``, see s3_server.py), and ``one_thread``.
 
 Made through the real CLI (``synth`` then ``prepare``, ``fit``), so tests that use them exercise
 the whole chain; session-scoped because preparing and training take seconds to minutes.
@@ -8,11 +8,13 @@ the whole chain; session-scoped because preparing and training take seconds to m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from expert_data import trained_dataset
+from s3_server import S3Server, start_server
 
 from talking_faces.cli import main
 
@@ -31,6 +33,14 @@ def one_thread():
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared dataset with ``experts/syncnet.ckpt`` and ``experts/landmarks.ckpt``."""
     return trained_dataset(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server on 127.0.0.1 and a free port (see s3_server.py)."""
+    server = start_server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

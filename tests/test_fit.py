@@ -134,6 +134,38 @@ def test_fit_refuses_existing_run_and_bad_shapes(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_progress_counts_steps_of_max_steps_without_spurious_warnings(
+    prepared_grid: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One training batch per epoch (2 clips, batch 2): Lightning's own bar would count epochs;
+    ours counts the 6 steps. Logging every 3 steps works across epochs, so Lightning's warning
+    that an epoch is shorter than the logging interval is not shown, nor the two it cannot help."""
+    import warnings
+
+    monkeypatch.delenv("TALKING_FACES_QUIET", raising=False)
+    args = fit_args(
+        prepared_grid,
+        tmp_path,
+        "bar",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=6",
+        "trainer.log_every_n_steps=3",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "train step" in out and "6/6 [" in out and "train/loss=" in out
+    assert "Epoch " not in out
+    shown = [str(w.message) for w in caught]
+    for text in ("logging interval", "`__len__` defined", "LeafSpec"):
+        assert not any(text in m for m in shown), shown
+    assert [s for s, _ in column(read_metrics(tmp_path / "bar"), "train/loss")] == [2, 5]
+
+
 @pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(prepared_grid: Path, tmp_path: Path) -> None:
     steps = ["trainer.val_check_interval=6", "checkpoint.every_n_train_steps=3"]
@@ -207,12 +239,17 @@ def test_ddp_on_two_cpu_processes(prepared_grid: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_wandb_offline_run_with_sample_videos(
-    prepared_grid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_wandb_offline_run_with_sample_videos_and_evaluation(
+    prepared_grid: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    import json
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_SILENT", raising=False)  # W&B's own warnings must show here
     args = fit_args(
         prepared_grid,
         tmp_path,
@@ -223,6 +260,7 @@ def test_wandb_offline_run_with_sample_videos(
         "logger.sample_every_n_val=2",
     )
     assert main(args) == 0
+    assert "anonymous" not in capfd.readouterr().err
     run = tmp_path / "wb"
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
@@ -231,7 +269,34 @@ def test_wandb_offline_run_with_sample_videos(
     assert logged, "sample videos must be logged to W&B"
     # validations 1 and 2 ran; with every 2, only the first wrote samples (2 clips)
     assert len(list((run / "samples").glob("*.mp4"))) == 2
-    assert (run / "wandb_id.txt").read_text().strip() in offline[0].name
+    run_id = (run / "wandb_id.txt").read_text().strip()
+    assert run_id in offline[0].name
+    # the run was finished: its summary and config are written, and nothing was abandoned
+    summary = json.loads((offline[0] / "files" / "wandb-summary.json").read_text())
+    assert summary["trainer/global_step"] >= 3 and "train/loss" in summary
+    config = yaml.safe_load((offline[0] / "files" / "config.yaml").read_text())
+    assert config["trainer"]["value"]["max_steps"] == 4
+    for log in offline[0].glob("logs/debug*.log"):
+        text = log.read_text()
+        assert "Traceback" not in text and "HandleAbandonedError" not in text, log.name
+
+    # evaluate adds its scores to that run (a protocol without experts: PSNR, SSIM, CPBD)
+    protocol = tmp_path / "plain.yaml"
+    protocol.write_text("name: plain\nresolution: 64\nsyncnet: none\nlandmarks: none\n")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "results" / "wb.json"
+    evaluate = ["evaluate", str(ckpt), "--data", str(prepared_grid), "--protocol", str(protocol)]
+    assert main([*evaluate, "--out", str(out)]) == 0
+    printed = capfd.readouterr().out
+    assert f"wrote {out} and {out.with_name('wb.clips.csv')}" in printed
+    assert f"W&B run {run_id}" in printed
+    results = json.loads(out.read_text())
+    resumed = [p for p in (run / "wandb").glob("offline-run-*") if p != offline[0]]
+    assert len(resumed) == 1 and run_id in resumed[0].name
+    summary = json.loads((resumed[0] / "files" / "wandb-summary.json").read_text())
+    assert summary["evaluate/plain/psnr"] == pytest.approx(results["metrics"]["psnr"])
+    assert summary["evaluate/plain/per_clip"]["_type"] == "table-file"
+    assert summary["evaluate/plain/checkpoint"] == str(ckpt)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from talking_faces.nn.syncnet import SyncNet, load_syncnet
 
 
 def brute_force_lse(video: np.ndarray, audio: np.ndarray, vshift: int) -> dict[str, float]:
-    """PAPERS.md's definition written out with explicit loops."""
+    """The definition of docs/metrics.md written out with explicit loops."""
     n, d = video.shape
     mdist = []
     for k in range(2 * vshift + 1):

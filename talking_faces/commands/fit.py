@@ -7,6 +7,7 @@ YAML files + overrides -> :func:`talking_faces.config.load_config` -> :func:`tal
 from __future__ import annotations
 
 import argparse
+import os
 
 EPILOG = """\
 examples:
@@ -52,7 +53,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from talking_faces.config import to_yaml
     from talking_faces.errors import UserError
-    from talking_faces.runconfig import load_config
 
     files = [i for i in args.items if "=" not in i]
     overrides = [i for i in args.items if "=" in i]
@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     first_override = next((n for n, i in enumerate(args.items) if "=" in i), len(args.items))
     if any("=" not in i for i in args.items[first_override:]):
         raise UserError("put the YAML files first and the key=value overrides after them")
+    missing = next((f for f in files if not os.path.isfile(f)), None)
+    if missing is not None:  # before the registry import below pulls in torch
+        raise UserError(f"config file {missing} does not exist; pass YAML files under experiments/")
+    from talking_faces.runconfig import load_config
+
     cfg = load_config(files, overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")

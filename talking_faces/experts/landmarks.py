@@ -26,7 +26,7 @@ from talking_faces.experts.base import ExpertConfig, ExpertModule
 
 #: iBUG-68 indices of the mouth (outer lips 48-59, inner lips 60-67)
 MOUTH = slice(48, 68)
-#: crop size in which mouth errors are reported (PAPERS.md: LMD in pixels of a 128 px crop)
+#: crop size in which mouth errors are reported (docs/metrics.md: LMD in pixels of a 128 px crop)
 REPORT_SIZE = 128
 
 

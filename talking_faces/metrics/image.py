@@ -4,9 +4,9 @@ Generated and target clips ``B,T,3,H,W`` in [0, 1] -> frames folded into the bat
 score -> mean over the clip's frames (``B,``) -> :class:`VideoPSNR` / :class:`VideoSSIM` /
 :class:`VideoLPIPS` (mean over clips, DDP-reduced) -> results JSON.
 
-Per PAPERS.md the scores are per frame, averaged over frames, then over clips. The references are
-scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity``; the tests hold us to them
-within 1e-4. SSIM windows (``window``):
+As docs/metrics.md defines them, the scores are per frame, averaged over frames, then over clips.
+The references are scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity``; the
+tests hold us to them within 1e-4. SSIM windows (``window``):
 
 - ``"uniform7"``: skimage's defaults: 7x7 uniform window, K1 0.01, K2 0.03, sample covariance
   (``N/(N-1)``), SSIM map cropped by the window radius and averaged, then averaged over channels;

@@ -230,6 +230,10 @@ class TalkingFaceModule(L.LightningModule):
         """
         return {}
 
+    def check_run_config(self, cfg: Any) -> None:
+        """Raise :class:`UserError` for a run config (data, trainer) this method cannot train
+        with; ``fit`` calls it before anything is written. Nothing to check by default."""
+
     def method_metrics(self, data: MethodEvalData) -> dict[str, Any]:
         """Evaluations of this method beyond the shared metric suite, for ``talking-faces
         evaluate`` (written under ``method_metrics`` in the results JSON). None by default."""

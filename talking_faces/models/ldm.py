@@ -2,7 +2,7 @@
 
 Batch (identity, frames, audio) -> **LDM** -> generated frames; selected by ``model.name: ldm``.
 
-SVG-LP (Denton and Fergus 2018) with the learned prior conditioned on audio (PAPERS.md "ldm"):
+SVG-LP (Denton and Fergus 2018) with the learned prior conditioned on audio (docs/methods.md):
 
 - a VGG frame encoder ``E`` (:class:`~talking_faces.nn.vgg.VGGEncoder`) gives each frame a code
   ``h`` and skip maps; a decoder ``D`` mirrors it, fed skips of the reference frame only;
