@@ -5,14 +5,21 @@ several-optimizer guarantees (exact resume with the estimator, DDP) through ``fi
 from __future__ import annotations
 
 import math
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+import run_helpers
 import torch
+from run_helpers import (
+    CLI,
+    EXP,
+    cli_env,
+    column,
+    kill_after_checkpoint,
+    load_checkpoint,
+    read_metrics,
+)
 from torch import nn
 
 from talking_faces.cli import main
@@ -29,42 +36,11 @@ from talking_faces.nn.mutual_information import (
 )
 from talking_faces.runconfig import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
-EXP = ROOT / "experiments"
-CONFIGS = [
-    str(EXP / "base.yaml"),
-    str(EXP / "data/synthetic.yaml"),
-    str(EXP / "model/amie_tiny.yaml"),
-]
-CLI = [sys.executable, "-m", "talking_faces"]
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fit_args(prep: Path, out: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "fit",
-        *CONFIGS,
-        f"data.root={prep}",
-        f"out={out}",
-        f"name={name}",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "data.num_frames=4",
-        "trainer.log_every_n_steps=1",
-        "trainer.limit_val_batches=1",
-        "logger.sample_every_n_val=0",
-        *extra,
-    ]
-
-
-def env() -> dict[str, str]:
-    import os
-
-    e = dict(os.environ)
-    e.update(TALKING_FACES_QUIET="1", OMP_NUM_THREADS="1")
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+    return run_helpers.fit_args("amie_tiny", prep, out, name, "logger.sample_every_n_val=0", *extra)
 
 
 def tiny_amie(**overrides) -> AMIE:
@@ -256,20 +232,12 @@ def test_resume_with_the_estimator_matches_uninterrupted_run(trained: Path, tmp_
     ]
     n = 8
     assert main(fit_args(trained, tmp_path, "ref", f"trainer.max_steps={n}", *extra)) == 0
-    ref = torch.load(tmp_path / "ref/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    ref = load_checkpoint(tmp_path / "ref/checkpoints/last.ckpt")
     args = fit_args(trained, tmp_path, "killed", f"trainer.max_steps={n}", *extra)
-    proc = subprocess.Popen([*CLI, *args], env=env(), stderr=subprocess.PIPE, text=True)
     last = tmp_path / "killed/checkpoints/last.ckpt"
-    try:
-        while not last.exists() and proc.poll() is None:
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-    assert last.exists(), err[-2000:]
-    assert 0 < torch.load(last, map_location="cpu", weights_only=True)["global_step"] < n
+    assert 0 < kill_after_checkpoint(args, last) < n
     assert main([*args, "ckpt_path=last"]) == 0
-    got = torch.load(last, map_location="cpu", weights_only=True)
+    got = load_checkpoint(last)
     assert got["global_step"] == n and len(got["optimizer_states"]) == 3
     assert "mi_average.value" in got["state_dict"]
     for name, value in ref["state_dict"].items():
@@ -289,13 +257,10 @@ def test_ddp_with_the_estimator(trained: Path, tmp_path: Path) -> None:
         "trainer.val_check_interval=12",
         "data.batch_size=2",
     )
-    proc = subprocess.run([*CLI, *args], env=env(), capture_output=True, text=True, timeout=400)
+    proc = subprocess.run([*CLI, *args], env=cli_env(), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import csv
-
-    with open(tmp_path / "ddp/metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    l1 = [float(r["train/l1"]) for r in rows if r.get("train/l1")]
+    rows = read_metrics(tmp_path / "ddp")
+    l1 = [v for _, v in column(rows, "train/l1")]
     assert len(l1) == 12 and sum(l1[-3:]) / 3 < sum(l1[:2]) / 2
     assert [r for r in rows if r.get("train/mi_real")]
     model = load_model(tmp_path / "ddp/checkpoints/last.ckpt")

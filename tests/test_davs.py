@@ -8,14 +8,21 @@ bf16); ``evaluate`` with davs's method metrics, video driving and test-time opti
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+import run_helpers
 import torch
+from run_helpers import (
+    CLI,
+    EXP,
+    cli_env,
+    column,
+    kill_after_checkpoint,
+    load_checkpoint,
+    read_metrics,
+)
 
 from talking_faces.cli import main
 from talking_faces.errors import UserError
@@ -29,51 +36,13 @@ from talking_faces.nn.discriminators import (
 from talking_faces.nn.gan import GANLoss
 from talking_faces.runconfig import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
-EXP = ROOT / "experiments"
-CONFIGS = [
-    str(EXP / "base.yaml"),
-    str(EXP / "data/synthetic.yaml"),
-    str(EXP / "model/davs_tiny.yaml"),
-]
-CLI = [sys.executable, "-m", "talking_faces"]
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fit_args(prep: Path, out: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "fit",
-        *CONFIGS,
-        f"data.root={prep}",
-        f"out={out}",
-        f"name={name}",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "data.num_frames=4",
-        "model.seq_frames=4",
-        "model.gen_frames=2",
-        "trainer.log_every_n_steps=1",
-        "trainer.limit_val_batches=1",
-        "logger.sample_every_n_val=0",
-        *extra,
-    ]
-
-
-def env() -> dict[str, str]:
-    import os
-
-    e = dict(os.environ)
-    e.update(TALKING_FACES_QUIET="1", OMP_NUM_THREADS="1")
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def metrics_rows(run: Path) -> list[dict[str, str]]:
-    import csv
-
-    with open(run / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    """Tiny davs with 4-frame WID sequences, 2 of them decoded; no sample videos."""
+    seq = ["model.seq_frames=4", "model.gen_frames=2", "logger.sample_every_n_val=0"]
+    return run_helpers.fit_args("davs_tiny", prep, out, name, *seq, *extra)
 
 
 def tiny_davs(**overrides) -> DAVS:
@@ -243,12 +212,12 @@ def test_groups_settings_and_steps_through_fit(prepared_grid: Path, tmp_path: Pa
         "model.optim.discriminator.clip_grad_norm=0.5",
     )
     assert main(args) == 0
-    ckpt = torch.load(tmp_path / "d/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(tmp_path / "d/checkpoints/last.ckpt")
     # max_steps counts training steps (one generator and one discriminator step each)
     assert ckpt["global_step"] == 4
-    steps = [int(r["step"]) for r in metrics_rows(tmp_path / "d") if r.get("train/loss")]
+    steps = [step for step, _ in column(read_metrics(tmp_path / "d"), "train/loss")]
     assert steps == [0, 1, 2, 3]
-    assert [r for r in metrics_rows(tmp_path / "d") if r.get("train_d/seq_gan")]
+    assert [r for r in read_metrics(tmp_path / "d") if r.get("train_d/seq_gan")]
     gen_opt, disc_opt = ckpt["optimizer_states"]
     # linear decay to 0 at step 4, each group from its own rate
     assert gen_opt["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
@@ -268,6 +237,8 @@ def test_user_errors_of_several_optimizers(
     assert main(fit_args(prepared_grid, tmp_path, "c", "trainer.gradient_clip_val=1.0")) == 2
     err = capsys.readouterr().err
     assert "clip_grad_norm" in err and len(err.strip().splitlines()) == 1
+    # the refused start leaves no run folder behind: the corrected command just runs
+    assert not (tmp_path / "c").exists()
     assert main(fit_args(prepared_grid, tmp_path, "e", "data.num_frames=6")) == 2
     assert "model.seq_frames=4" in capsys.readouterr().err
 
@@ -282,22 +253,13 @@ def test_resume_after_kill_matches_uninterrupted_run(prepared_grid: Path, tmp_pa
     ]
     n = 8
     assert main(fit_args(prepared_grid, tmp_path, "ref", f"trainer.max_steps={n}", *extra)) == 0
-    ref = torch.load(tmp_path / "ref/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    ref = load_checkpoint(tmp_path / "ref/checkpoints/last.ckpt")
 
     args = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", *extra)
-    proc = subprocess.Popen([*CLI, *args], env=env(), stderr=subprocess.PIPE, text=True)
     last = tmp_path / "killed/checkpoints/last.ckpt"
-    try:
-        while not last.exists() and proc.poll() is None:
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-    assert last.exists(), err[-2000:]
-    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
-    assert 0 < killed_at < n
+    assert 0 < kill_after_checkpoint(args, last) < n
     assert main([*args, "ckpt_path=last"]) == 0
-    got = torch.load(last, map_location="cpu", weights_only=True)
+    got = load_checkpoint(last)
     assert got["global_step"] == n
     for name, value in ref["state_dict"].items():
         torch.testing.assert_close(got["state_dict"][name], value, atol=1e-5, rtol=0, msg=name)
@@ -320,10 +282,10 @@ def test_ddp_with_several_optimizers(prepared_grid: Path, tmp_path: Path) -> Non
         "trainer.val_check_interval=16",
         "data.batch_size=1",
     )
-    proc = subprocess.run([*CLI, *args], env=env(), capture_output=True, text=True, timeout=400)
+    proc = subprocess.run([*CLI, *args], env=cli_env(), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = metrics_rows(tmp_path / "ddp")
-    l1 = [float(r["train/l1_audio"]) for r in rows if r.get("train/l1_audio")]
+    rows = read_metrics(tmp_path / "ddp")
+    l1 = [v for _, v in column(rows, "train/l1_audio")]
     assert len(l1) == 16
     assert sum(l1[-4:]) / 4 < 0.8 * sum(l1[:2]) / 2
     model = load_model(tmp_path / "ddp/checkpoints/last.ckpt")
@@ -342,8 +304,8 @@ def test_bf16_mixed(prepared_grid: Path, tmp_path: Path) -> None:
         "trainer.val_check_interval=2",
     )
     assert main(args) == 0
-    rows = metrics_rows(tmp_path / "bf16")
-    loss = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    rows = read_metrics(tmp_path / "bf16")
+    loss = [v for _, v in column(rows, "train/loss")]
     assert len(loss) == 2 and all(torch.isfinite(torch.tensor(loss)))
 
 

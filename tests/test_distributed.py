@@ -16,7 +16,6 @@ the local folder, byte for byte, and the same results (metrics to float64 roundi
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -28,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import run_helpers
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from run_helpers import CLI, cli_env, column, load_checkpoint, read_metrics
 from s3_server import S3Server, upload_prepared
 
 from talking_faces.cli import main
@@ -39,45 +40,27 @@ from talking_faces.resume import STATES_KEY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
-EXP = ROOT / "experiments"
-CLI = [sys.executable, "-m", "talking_faces"]
 STEPS = 8
 URL = "s3://tf-distributed/trained"
 
 
 def fit_args(prep: Path | str, out: Path, name: str, *extra: str) -> list[str]:
-    """Tiny ldm on two CPU processes: 8 steps of 2 windows of 4 frames per rank, a checkpoint
-    every 3 steps, one validation at step 6."""
-    return [
-        "fit",
-        str(EXP / "base.yaml"),
-        str(EXP / "data/synthetic.yaml"),
-        str(EXP / "model/ldm_tiny.yaml"),
-        f"data.root={prep}",
-        f"out={out}",
-        f"name={name}",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "data.num_frames=4",
+    """Tiny ldm: 8 steps of 2 windows of 4 frames per rank, a checkpoint every 3 steps, one
+    validation at step 6."""
+    return run_helpers.fit_args(
+        "ldm_tiny",
+        prep,
+        out,
+        name,
         "trainer.accelerator=cpu",
         f"trainer.max_steps={STEPS}",
         "trainer.val_check_interval=6",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
         "checkpoint.every_n_train_steps=3",
         *extra,
-    ]
+    )
 
 
 DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(TALKING_FACES_QUIET="1", OMP_NUM_THREADS="1", **extra)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
 
 
 def run_cli(args: list[str], environ: dict[str, str], timeout: float = 300) -> None:
@@ -88,7 +71,7 @@ def run_cli(args: list[str], environ: dict[str, str], timeout: float = 300) -> N
 
 
 def checkpoint(run: Path) -> dict[str, Any]:
-    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return load_checkpoint(run / "checkpoints" / "last.ckpt")
 
 
 def assert_same_weights(run: Path, reference: Path) -> None:
@@ -99,8 +82,7 @@ def assert_same_weights(run: Path, reference: Path) -> None:
 
 
 def logged_steps(run: Path, key: str = "train/loss") -> list[int]:
-    with open(run / "metrics.csv", newline="") as f:
-        return [int(r["step"]) for r in csv.DictReader(f) if r.get(key)]
+    return [step for step, _ in column(read_metrics(run), key)]
 
 
 def free_port() -> int:
@@ -113,7 +95,7 @@ def free_port() -> int:
 def reference(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted 2-process run."""
     out = tmp_path_factory.mktemp("ddp_runs")
-    run_cli(fit_args(trained, out, "reference", *DDP), env())
+    run_cli(fit_args(trained, out, "reference", *DDP), cli_env())
     return out / "reference"
 
 
@@ -136,7 +118,7 @@ def test_resume_after_kill_under_ddp_matches_uninterrupted_run(
     args = fit_args(trained, tmp_path, "killed", *DDP)
     # its own session: the launcher's second rank is killed with it
     proc = subprocess.Popen(
-        [*CLI, *args], env=env(), stderr=subprocess.PIPE, text=True, start_new_session=True
+        [*CLI, *args], env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     try:
@@ -150,7 +132,7 @@ def test_resume_after_kill_under_ddp_matches_uninterrupted_run(
     killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     assert 0 < killed_at < STEPS, "the run must be killed part-way"
 
-    run_cli([*args, "ckpt_path=last"], env())
+    run_cli([*args, "ckpt_path=last"], cli_env())
     assert_same_weights(tmp_path / "killed", reference)
     states = checkpoint(tmp_path / "killed")[STATES_KEY]
     assert len(states) == 2 and not torch.equal(states[0], states[1])
@@ -173,7 +155,7 @@ def test_two_nodes_under_torchrun_equal_two_processes(
     procs = [
         subprocess.Popen(
             [*torchrun, "--node_rank", str(node), *rendezvous, "-m", "talking_faces", *args],
-            env=env(),
+            env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -199,7 +181,7 @@ def test_two_nodes_under_torchrun_equal_two_processes(
 def test_ddp_fit_streams_from_s3_like_from_disk(
     s3_env: dict[str, str], reference: Path, tmp_path: Path
 ) -> None:
-    run_cli(fit_args(URL, tmp_path, "s3", *DDP), env(**s3_env))
+    run_cli(fit_args(URL, tmp_path, "s3", *DDP), cli_env(**s3_env))
     assert_same_weights(tmp_path / "s3", reference)
     # the landmark expert came from s3://.../experts/ as from the folder
     assert logged_steps(tmp_path / "s3", "val/lmd") == logged_steps(reference, "val/lmd") != []

@@ -6,71 +6,32 @@ run, DDP on two CPU processes, W&B offline with sample videos.
 
 from __future__ import annotations
 
-import csv
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import av
 import pytest
+import run_helpers
 import torch
 import yaml
+from run_helpers import CLI, cli_env, column, kill_after_checkpoint, load_checkpoint, read_metrics
 
 from talking_faces.cli import main
 from talking_faces.models import load_model
 from talking_faces.models.ldm import LDM
 
-ROOT = Path(__file__).resolve().parents[1]
-EXP = ROOT / "experiments"
-CONFIGS = [
-    str(EXP / "base.yaml"),
-    str(EXP / "data/synthetic.yaml"),
-    str(EXP / "model/ldm_tiny.yaml"),
-]
-CLI = [sys.executable, "-m", "talking_faces"]
+CONFIGS = run_helpers.model_configs("ldm_tiny")
 
 
 def fit_args(prep: Path, out: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "fit",
-        *CONFIGS,
-        f"data.root={prep}",
-        f"out={out}",
-        f"name={name}",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "data.num_frames=4",
-        "trainer.log_every_n_steps=1",
-        "trainer.limit_val_batches=1",
-        *extra,
-    ]
-
-
-def read_metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def column(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
-    return [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+    return run_helpers.fit_args("ldm_tiny", prep, out, name, *extra)
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    return load_checkpoint(ckpt)["state_dict"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["TALKING_FACES_QUIET"] = "1"
-    e["OMP_NUM_THREADS"] = "1"
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
 
 
 @pytest.mark.slow
@@ -188,21 +149,13 @@ def test_resume_after_kill_matches_uninterrupted_run(prepared_grid: Path, tmp_pa
 
     # a run killed with SIGKILL as soon as it has written a checkpoint, then resumed
     args = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", *steps)
-    proc = subprocess.Popen([*CLI, *args], env=env(), stderr=subprocess.PIPE, text=True)
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    try:
-        while not last.exists() and proc.poll() is None:
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-    assert last.exists(), err[-2000:]
-    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    killed_at = kill_after_checkpoint(args, last)
     assert 0 < killed_at < n, "the run must be killed part-way"
     resume = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", "ckpt_path=last")
     assert main([*resume, *steps]) == 0
     resumed = weights(last)
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == n
+    assert load_checkpoint(last)["global_step"] == n
 
     for name, ref in reference.items():
         torch.testing.assert_close(continued[name], ref, atol=1e-5, rtol=0, msg=name)
@@ -226,7 +179,7 @@ def test_ddp_on_two_cpu_processes(prepared_grid: Path, tmp_path: Path) -> None:
         "trainer.val_check_interval=30",
         "data.batch_size=1",  # 2 training clips: one per process
     )
-    proc = subprocess.run([*CLI, *args], env=env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*CLI, *args], env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "ddp"
     loss = [v for _, v in column(read_metrics(run), "train/loss")]
