@@ -283,7 +283,9 @@ def build_trainer(
             monitor=cfg.checkpoint.monitor,
             mode=cfg.checkpoint.mode,
             save_top_k=cfg.checkpoint.save_top_k,
-            save_last=True,
+            # one writer of last.ckpt: with a step interval the periodic callback below owns it
+            # (two callbacks saving "last" make Lightning write last-v1.ckpt beside it)
+            save_last=not cfg.checkpoint.every_n_train_steps,
             auto_insert_metric_name=False,
         ),
         RunInfo(to_dict(cfg), dataset_meta),
@@ -375,6 +377,10 @@ def fit(cfg: DictConfig) -> Path:
         model = model.to(memory_format=torch.channels_last)
     landmark_expert = attach_landmark_expert(model, cfg)
 
+    # a folder this call creates is removed again if the run fails before its first checkpoint
+    # (a trainer setting Lightning refuses, data that gives no window), so the same command can
+    # simply be run again once fixed
+    created_here = rank == 0 and not run_dir.exists()
     if rank == 0:
         prepare_run_dir(cfg, run_dir, resuming=ckpt is not None)
         handler = _log_to_file(run_dir / "fit.log")
@@ -419,6 +425,11 @@ def fit(cfg: DictConfig) -> Path:
         if not trainer.interrupted:
             trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         finished = not trainer.interrupted
+    except UserError:
+        if created_here and not any((run_dir / "checkpoints").glob("*.ckpt")):
+            _remove_run_dir(run_dir, handler)
+            handler = None
+        raise
     finally:
         # end the W&B run: its summary and config are written, no handle is left open
         finish_loggers(loggers, success=finished)
@@ -426,7 +437,20 @@ def fit(cfg: DictConfig) -> Path:
             for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
                 logging.getLogger(name).removeHandler(handler)
             handler.close()
+    if not finished:
+        # stopped by a signal (Ctrl-C, SIGTERM): not a finished run, whatever Lightning returned
+        raise KeyboardInterrupt
     return run_dir
+
+
+def _remove_run_dir(run_dir: Path, handler: logging.Handler | None) -> None:
+    import shutil
+
+    if handler is not None:
+        for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _wait_for(path: Path, timeout_s: float = 600.0) -> None:

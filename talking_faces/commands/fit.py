@@ -73,5 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from talking_faces.run import fit
 
     run_dir = fit(cfg)
-    print(f"run folder: {run_dir}")
+    from talking_faces.utils.distributed import global_rank_from_env
+
+    if global_rank_from_env() == 0:  # every DDP rank runs this command
+        print(f"run folder: {run_dir}")
     return 0
