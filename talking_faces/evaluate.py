@@ -341,6 +341,8 @@ def _norm(value: Any) -> Any:
 def _dataset_record(prepared: PreparedDataset) -> dict[str, Any]:
     return {
         "path": str(prepared.root),
+        # what the data is (comparison key) and the exact meta.json (provenance)
+        "sha256": prepared.identity_sha256(),
         "meta_sha256": sha256_json(prepared.meta),
         "layout": prepared.meta.get("layout"),
         "size": prepared.meta.get("size"),

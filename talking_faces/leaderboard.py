@@ -489,7 +489,7 @@ def protocol_card(group: Group) -> list[tuple[str, str]]:
         (
             "dataset",
             f"{d.get('path')} ({d.get('layout')}, {d.get('size')} px, "
-            f"{d.get('num_clips')} clips; meta sha256 {group.key[0][:12]})",
+            f"{d.get('num_clips')} clips; data sha256 {group.key[0][:12]})",
         ),
         (
             "pairs",
@@ -586,7 +586,7 @@ def to_csv(board: Leaderboard) -> str:
         "primary_metric",
         "p_value",
         "tie_with_best",
-        "dataset_meta_sha256",
+        "dataset_sha256",
         "split",
         "pairs_sha256",
         "protocol",

@@ -156,10 +156,11 @@ def per_clip_path(results: dict[str, Any]) -> Path:
 
 
 def comparison_key(results: dict[str, Any]) -> tuple[str, str, str, str]:
-    """``(dataset meta sha256, split, protocol sha256, pairs sha256)``: results compare only
+    """``(dataset identity sha256, split, protocol sha256, pairs sha256)``: results compare only
     when these four agree."""
     return (
-        str(results["dataset"]["meta_sha256"]),
+        # the dataset's identity (older files: the sha256 of its whole meta.json)
+        str(results["dataset"].get("sha256") or results["dataset"]["meta_sha256"]),
         str(results["split"]),
         str(results["protocol_sha256"]),
         str(results["pairs"]["sha256"]),

@@ -97,6 +97,10 @@ def read_root_text(root: str | Path, name: str) -> str:
         ) from exc
 
 
+#: meta.json fields that say where and when a dataset was prepared, not what it holds
+VOLATILE_META: tuple[str, ...] = ("created", "source")
+
+
 @dataclass
 class PreparedDataset:
     """The small files of a prepared dataset: meta, manifest rows and test pairs."""
@@ -113,6 +117,22 @@ class PreparedDataset:
         manifest = [json.loads(x) for x in read_root_text(root, "manifest.jsonl").splitlines() if x]
         pairs = json.loads(read_root_text(root, "pairs.json"))
         return cls(root=root, meta=meta, manifest=manifest, pairs=pairs)
+
+    def identity_sha256(self) -> str:
+        """sha256 of what the data is, not where or when it was made: ``meta.json`` without
+        its ``created`` time and ``source`` path, and every manifest row (clip, split, status,
+        source sha256). Two preparations of the same raw clips with the same settings have the
+        same identity wherever they ran; results compare only within one identity."""
+        from talking_faces.utils.io import sha256_json
+
+        meta = {k: v for k, v in self.meta.items() if k not in VOLATILE_META}
+        if isinstance(meta.get("config"), dict):
+            meta["config"] = {k: v for k, v in meta["config"].items() if k not in VOLATILE_META}
+        rows = sorted(
+            (r["clip_id"], r.get("split"), r["status"], r.get("source_sha256"))
+            for r in self.manifest
+        )
+        return sha256_json({"meta": meta, "clips": rows})
 
     def rows(self, split: str) -> list[dict[str, Any]]:
         """Ok rows of ``split`` in shard order (row ``"index"`` = position in the shards)."""
