@@ -146,7 +146,7 @@ def _is_open(node: Any) -> bool:
     return isinstance(node, DictConfig) and node._metadata.object_type in (None, dict)
 
 
-def _unlock_open_dicts(node: DictConfig) -> None:
+def unlock_open_dicts(node: DictConfig) -> None:
     """Let plain-dict fields (e.g. ``model.optim``) take new keys in a struct-mode schema."""
     for k in list(node.keys()):
         child = node._get_node(k)
@@ -155,10 +155,10 @@ def _unlock_open_dicts(node: DictConfig) -> None:
         if _is_open(child):
             OmegaConf.set_struct(child, False)
         else:
-            _unlock_open_dicts(child)
+            unlock_open_dicts(child)
 
 
-def _all_keys(node: DictConfig, prefix: str = "") -> list[str]:
+def all_keys(node: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     # iterate keys(): `in`/iteration on a DictConfig skips keys whose value is missing (???)
     for k in list(node.keys()):
@@ -166,7 +166,7 @@ def _all_keys(node: DictConfig, prefix: str = "") -> list[str]:
         keys.append(full)
         child = node._get_node(k)
         if isinstance(child, DictConfig) and not _is_open(child) and not child._is_missing():
-            keys += _all_keys(child, full + ".")
+            keys += all_keys(child, full + ".")
     return keys
 
 
@@ -184,7 +184,7 @@ def _closest(key: str, full: str, siblings: Iterable[str], everything: list[str]
     return match[0] if match else None
 
 
-def _check_keys(src: Any, schema: DictConfig, label: str, everything: list[str], prefix="") -> None:
+def check_keys(src: Any, schema: DictConfig, label: str, everything: list[str], prefix="") -> None:
     if not isinstance(src, dict):
         return
     known = list(schema.keys())
@@ -196,10 +196,10 @@ def _check_keys(src: Any, schema: DictConfig, label: str, everything: list[str],
             raise UserError(f"unknown config key '{full}'{hint} in {label}")
         child = schema._get_node(key)
         if isinstance(child, DictConfig) and not _is_open(child) and isinstance(value, dict):
-            _check_keys(value, child, label, everything, full + ".")
+            check_keys(value, child, label, everything, full + ".")
 
 
-def _read_yaml(path: str) -> dict:
+def read_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise UserError(f"config file {path} does not exist; pass YAML files under experiments/")
     try:
@@ -215,7 +215,7 @@ def _read_yaml(path: str) -> dict:
     return OmegaConf.to_container(data, resolve=False)  # type: ignore[return-value]
 
 
-def _parse_override(item: str) -> dict:
+def parse_override(item: str) -> dict:
     key = item.split("=", 1)[0].strip()
     if "=" not in item or not key or any(not p for p in key.split(".")):
         raise UserError(f"override '{item}' is not key=value (e.g. trainer.max_steps=100)")
@@ -245,7 +245,7 @@ def make_config(cls: type, config: Any = None, **overrides: Any) -> Any:
     """
     schema = OmegaConf.structured(cls)
     OmegaConf.set_struct(schema, True)
-    _unlock_open_dicts(schema)
+    unlock_open_dicts(schema)
     if config is None:
         values: Any = {}
     elif dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -268,7 +268,7 @@ def schema_for(model_config: type | None) -> DictConfig:
     if model_config is not None:
         schema.model = OmegaConf.structured(model_config)
     OmegaConf.set_struct(schema, True)
-    _unlock_open_dicts(schema)
+    unlock_open_dicts(schema)
     return schema
 
 
@@ -288,8 +288,8 @@ def compose_config(
         UserError: a missing or malformed file, an unknown key (naming the closest valid one), a
             value of the wrong type, an unknown ``model.name``.
     """
-    sources: list[tuple[str, dict]] = [(os.fspath(p), _read_yaml(os.fspath(p))) for p in paths]
-    sources += [(f"override '{o}'", _parse_override(o)) for o in overrides]
+    sources: list[tuple[str, dict]] = [(os.fspath(p), read_yaml(os.fspath(p))) for p in paths]
+    sources += [(f"override '{o}'", parse_override(o)) for o in overrides]
     plain: dict = {}
     for _, src in sources:
         plain = _merge_plain(plain, src)
@@ -305,10 +305,10 @@ def compose_config(
             f"config keys under 'model' ({', '.join(sorted(model_section))}) need model.name; "
             "add an experiments/model/*.yaml file or model.name=..."
         )
-    everything = _all_keys(schema)
+    everything = all_keys(schema)
     cfg = schema
     for label, src in sources:
-        _check_keys(src, schema, label, everything)
+        check_keys(src, schema, label, everything)
         try:
             cfg = OmegaConf.merge(cfg, src)
         except OmegaConfBaseException as exc:
@@ -319,7 +319,7 @@ def compose_config(
         raise UserError(explain_omegaconf_error(exc)) from None
     _check_choices(cfg)
     OmegaConf.set_struct(cfg, True)
-    _unlock_open_dicts(cfg)
+    unlock_open_dicts(cfg)
     return cfg
 
 

@@ -33,7 +33,7 @@ run_cap (the number of configurations to draw).
 """
 
 
-class _Intermixed(argparse.ArgumentParser):
+class IntermixedParser(argparse.ArgumentParser):
     """Options and positionals in any order (``SWEEP.yaml --parallel 2 trainer.max_steps=5``):
     argparse's intermixed parsing, for a subcommand (it calls ``parse_known_args`` itself,
     hence the guard)."""
@@ -52,7 +52,7 @@ class _Intermixed(argparse.ArgumentParser):
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     base = sub._parser_class  # the CLI's parser class (one-line errors); argparse has no hook
-    sub._parser_class = type("SweepParser", (_Intermixed, base), {})
+    sub._parser_class = type("SweepParser", (IntermixedParser, base), {})
     try:
         return _register(sub)
     finally:

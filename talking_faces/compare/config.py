@@ -26,12 +26,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from talking_faces.config import (
-    _all_keys,
-    _check_keys,
-    _parse_override,
-    _read_yaml,
-    _unlock_open_dicts,
+    all_keys,
+    check_keys,
     explain_omegaconf_error,
+    parse_override,
+    read_yaml,
+    unlock_open_dicts,
 )
 from talking_faces.errors import UserError
 
@@ -175,7 +175,7 @@ def _check_preset_keys(src: dict, label: str) -> None:
 def _schema() -> DictConfig:
     schema = OmegaConf.structured(CompareConfig)
     OmegaConf.set_struct(schema, True)
-    _unlock_open_dicts(schema)  # methods / experts take any name; quick is a plain mapping
+    unlock_open_dicts(schema)  # methods / experts take any name; quick is a plain mapping
     return schema
 
 
@@ -197,18 +197,18 @@ def load_compare_config(
             "(run from the repository root for the default one)"
         )
     schema = _schema()
-    everything = _all_keys(schema)
-    file = _read_yaml(path)
+    everything = all_keys(schema)
+    file = read_yaml(path)
     sources: list[tuple[str, dict]] = [(path, file)]
     if quick:
         section = file.get("quick")
         if not isinstance(section, dict) or not section:
             raise UserError(f"{path} has no quick: section, which --quick merges; add one")
         sources.append((f"{path} (quick:)", section))
-    sources += [(f"override '{o}'", _parse_override(o)) for o in overrides]
+    sources += [(f"override '{o}'", parse_override(o)) for o in overrides]
     cfg: Any = schema
     for label, src in sources:
-        _check_keys(src, schema, label, everything)
+        check_keys(src, schema, label, everything)
         _check_preset_keys(src, label)
         try:
             cfg = OmegaConf.merge(cfg, src)

@@ -40,8 +40,8 @@ from typing import Any
 
 from talking_faces.compare.plan import Plan, Stage, leaderboard_command
 from talking_faces.errors import UserError
-from talking_faces.sweep.runner import _sigterm_as_interrupt
-from talking_faces.sweep.trial import ProcessRegistry, _last_error, fit_complete, trial_env
+from talking_faces.sweep.runner import sigterm_as_interrupt
+from talking_faces.sweep.trial import ProcessRegistry, fit_complete, last_error, trial_env
 from talking_faces.utils.io import write_json_atomic, write_text_atomic
 
 STAGES_LOG = "stages.jsonl"
@@ -404,7 +404,7 @@ def run_plan(
                     stage,
                     "failed",
                     time.monotonic() - t0,
-                    f"exit {code}: {_last_error(log_path)} (log: {log_path})",
+                    f"exit {code}: {last_error(log_path)} (log: {log_path})",
                 )
         else:
             try:
@@ -423,7 +423,7 @@ def run_plan(
     started, ran = time.monotonic(), 0
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="stage")
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             while pending or running:
                 for stage in list(pending):
                     if len(running) >= parallel:

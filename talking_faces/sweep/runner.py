@@ -258,7 +258,7 @@ def check_fit_config(job: TrialJob) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler, ``kill``) ends the sweep like Ctrl-C: trials stopped, resumable."""
 
     def handler(signum: int, frame: Any) -> None:
@@ -314,7 +314,7 @@ def run_sweep(req: SweepRequest) -> int:
     if todo:
         prog = SweepProgress(spec.name, len(jobs), counts["done"])
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 if req.executor == "local":
                     outcomes = run_local(todo, req.parallel, prog)
                 else:

@@ -221,7 +221,7 @@ def _run_command(
                 registry.discard(proc)
 
 
-def _last_error(log_path: Path) -> str:
+def last_error(log_path: Path) -> str:
     """The command's last ``error: ...`` line (our one-line errors), else its last line."""
     try:
         lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines()]
@@ -288,7 +288,7 @@ def run_trial(job: TrialJob, registry: ProcessRegistry | None = None) -> TrialOu
             if code == 0 and stage == "evaluate" and not results_ok(folder):
                 code = 1
             if code != 0:
-                reason = _last_error(log_path)
+                reason = last_error(log_path)
                 write_json_atomic(
                     folder / FAILED_FILE,
                     {"stage": stage, "returncode": code, "reason": reason, "log": LOG_FILE},
