@@ -11,7 +11,7 @@ rank, 6 steps an epoch) is the reference the other runs must equal, weight for w
   of the clips (checked apart, on the datamodule fit uses).
 
 ``evaluate --devices 2`` on the S3 copy writes the per-clip CSV of ``evaluate`` in one process on
-the local folder, byte for byte, and the same results (metrics to float64 rounding).
+the local folder, byte for byte, and the same results JSON (metrics to the last bit).
 """
 
 from __future__ import annotations
@@ -251,13 +251,9 @@ def test_evaluate_on_two_processes_from_s3_equals_one_process_from_disk(
     results = [json.loads(p.read_text()) for p in (one, two)]
     assert results[1]["dataset"]["path"] == URL
     assert results[1]["timing"]["devices"] == 2
-    metrics = [r.pop("metrics") for r in results]
+    # the same results to the last bit: the metrics sum their per-pair terms exactly, in any
+    # order (talking_faces/metrics/exact.py)
     assert _without_run_specifics(results[1]) == _without_run_specifics(results[0])
-    # the per-pair scores are the same; each metric is a float64 sum over pairs, which two
-    # processes add in another order (two partial sums, then their sum): the last bit may differ
-    assert metrics[1].keys() == metrics[0].keys()
-    for key, value in metrics[0].items():
-        assert metrics[1][key] == pytest.approx(value, rel=1e-12, abs=0), key
     csv_name = results[0]["per_clip"]
     assert (two.parent / csv_name).read_bytes() == (one.parent / csv_name).read_bytes()
     assert [v["pair"] for v in results[1]["videos"]] == [0, 1, 2]

@@ -237,7 +237,8 @@ def test_sample_lse_c_scores_each_sample_as_the_suite_scores_pred() -> None:
         suite.reset()
         suite.update(samples[:, k], samples[:, k], waveform)
         expected = [row["lse_c"] for row in suite.per_clip()]
-        assert per_sample[:, k].tolist() == pytest.approx(expected, rel=1e-5)  # other batching
+        # other batching: float32 convolutions of another batch size differ in the last bits
+        assert per_sample[:, k].tolist() == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
 def _landmark_model(frames: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,8 @@ from itertools import combinations
 
 import torch
 from torch import nn
-from torchmetrics import Metric
 
+from talking_faces.metrics.exact import ExactSums
 from talking_faces.metrics.image import frame_lpips
 
 MOUTH = slice(48, 68)
@@ -118,7 +118,7 @@ def sample_diversity(
     return out
 
 
-class SampleDiversity(Metric):
+class SampleDiversity(ExactSums):
     """Mean pairwise LPIPS and L1 between K samples, averaged over inputs; optionally where the
     samples differ (mouth share) and how their LSE-C spreads (see the module docstring).
 
@@ -145,21 +145,18 @@ class SampleDiversity(Metric):
         self.chunk = int(chunk)
         self.num_samples = num_samples
         zero = torch.tensor(0.0, dtype=torch.float64)
-        for name in (
-            "l1_sum",
-            "lpips_sum",
-            "inputs",
-            "diff_sum",
-            "mouth_diff_sum",
-            "mouth_area_sum",
-            "mouth_inputs",
-            "spread_sum",
-            "sync_inputs",
-        ):
+        # sums of per-input values, exact whatever the order (talking_faces.metrics.exact)
+        for name in ("l1_sum", "lpips_sum", "diff_sum", "mouth_diff_sum", "mouth_area_sum"):
+            self.add_sum_state(name)
+        self.add_sum_state("spread_sum")
+        for name in ("inputs", "mouth_inputs", "sync_inputs"):
             self.add_state(name, zero.clone(), dist_reduce_fx="sum")
         self.add_state("spread_max", zero.clone(), dist_reduce_fx="max")
         k = int(num_samples) if num_samples else 0
-        self.add_state("lse_c_by_sample", torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        #: per-sample LSE-C sums, one exact sum per sample index
+        self.lse_c_states = [f"lse_c_sample{i}" for i in range(k)]
+        for name in self.lse_c_states:
+            self.add_sum_state(name)
         self.batch_values: dict[str, torch.Tensor] = {}
 
     def update(
@@ -169,15 +166,15 @@ class SampleDiversity(Metric):
         lse_c: torch.Tensor | None = None,
     ) -> None:
         values = sample_diversity(samples, self.lpips_model, self.chunk, mouth)
-        dev = self.l1_sum.device
-        self.l1_sum += values["l1"].sum().to(dev)
+        dev = self.inputs.device
+        self.add_terms("l1_sum", values["l1"])
         if "lpips" in values:
-            self.lpips_sum += values["lpips"].sum().to(dev)
+            self.add_terms("lpips_sum", values["lpips"])
         self.inputs += samples.shape[0]
         if mouth is not None:
-            self.diff_sum += values["diff"].sum().to(dev)
-            self.mouth_diff_sum += values["mouth_diff"].sum().to(dev)
-            self.mouth_area_sum += values["mouth_area"].sum().to(dev)
+            self.add_terms("diff_sum", values["diff"])
+            self.add_terms("mouth_diff_sum", values["mouth_diff"])
+            self.add_terms("mouth_area_sum", values["mouth_area"])
             self.mouth_inputs += samples.shape[0]
             values["mouth_share"] = values["mouth_diff"] / values["diff"].clamp(min=1e-12)
         if lse_c is not None:
@@ -186,26 +183,29 @@ class SampleDiversity(Metric):
             c = lse_c.double().to(dev)
             mean = c.mean(1, keepdim=True)
             spread = (c - mean).abs().amax(1) / mean.squeeze(1).abs().clamp(min=1e-12)
-            self.spread_sum += spread.sum()
+            self.add_terms("spread_sum", spread)
             self.spread_max = torch.maximum(self.spread_max, spread.max())
             self.sync_inputs += c.shape[0]
-            if self.lse_c_by_sample.numel() == c.shape[1]:
-                self.lse_c_by_sample += c.sum(0)
+            if len(self.lse_c_states) == c.shape[1]:
+                for i, name in enumerate(self.lse_c_states):
+                    self.add_terms(name, c[:, i])
             values["lse_c_spread"] = spread
         self.batch_values = values
 
     def compute(self) -> dict[str, torch.Tensor]:
-        out = {"l1": self.l1_sum / self.inputs}
+        out = {"l1": self.exact_sum("l1_sum") / self.inputs}
         if self.lpips_model is not None:
-            out["lpips"] = self.lpips_sum / self.inputs
+            out["lpips"] = self.exact_sum("lpips_sum") / self.inputs
         if self.mouth_inputs > 0:
-            out["mouth_share"] = self.mouth_diff_sum / self.diff_sum.clamp(min=1e-12)
-            out["mouth_area"] = self.mouth_area_sum / self.mouth_inputs
+            diff = self.exact_sum("diff_sum").clamp(min=1e-12)
+            out["mouth_share"] = self.exact_sum("mouth_diff_sum") / diff
+            out["mouth_area"] = self.exact_sum("mouth_area_sum") / self.mouth_inputs
         if self.sync_inputs > 0:
-            out["lse_c_spread"] = self.spread_sum / self.sync_inputs
+            out["lse_c_spread"] = self.exact_sum("spread_sum") / self.sync_inputs
             out["lse_c_spread_max"] = self.spread_max
-            if self.lse_c_by_sample.numel() > 0:
-                per_sample = self.lse_c_by_sample / self.sync_inputs
+            if self.lse_c_states:
+                sums = torch.stack([self.exact_sum(name) for name in self.lse_c_states])
+                per_sample = sums / self.sync_inputs
                 mean = per_sample.mean()
                 out["lse_c_sample_spread"] = (per_sample - mean).abs().max() / mean.abs().clamp(
                     min=1e-12

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics import Metric
 
 from talking_faces.errors import MissingWeightsError, UserError
+from talking_faces.metrics.exact import ExactSums
 
 SSIM_WINDOWS = ("uniform7", "gaussian11")
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -249,11 +249,12 @@ def video_lpips(
 # Metric classes
 
 
-class ClipMean(Metric):
+class ClipMean(ExactSums):
     """Mean over clips of a per-clip score; ``batch_values`` keeps the latest update's ``B,``.
 
     A subclass defines ``_per_clip(*update_args) -> B,`` (PSNR, SSIM, LPIPS here; CPBD in
-    :mod:`.sharpness`); the sums are DDP-reduced.
+    :mod:`.sharpness`); the per-clip values are DDP-gathered and summed exactly
+    (:class:`~talking_faces.metrics.exact.ExactSums`), so N processes give one process's mean.
     """
 
     is_differentiable = False
@@ -261,7 +262,7 @@ class ClipMean(Metric):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_sum_state("total")
         self.add_state("clips", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.batch_values = torch.empty(0, dtype=torch.float64)
 
@@ -269,13 +270,13 @@ class ClipMean(Metric):
         raise NotImplementedError(f"{type(self).__name__} must define _per_clip()")
 
     def update(self, *args: torch.Tensor) -> None:
-        values = self._per_clip(*args).to(self.total.device, torch.float64)
+        values = self._per_clip(*args).to(self.clips.device, torch.float64)
         self.batch_values = values
-        self.total += values.sum()
+        self.add_terms("total", values)
         self.clips += values.numel()
 
     def compute(self) -> torch.Tensor:
-        return self.total / self.clips
+        return self.exact_sum("total") / self.clips
 
 
 class VideoPSNR(ClipMean):

@@ -21,7 +21,8 @@ scored frame has no LMD (NaN in its per-clip value) and is left out of the clip 
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+
+from talking_faces.metrics.exact import ExactSums
 
 MOUTH = slice(48, 68)
 LMD_VARIANTS = ("default", "chen2018", "uncentred")
@@ -93,7 +94,7 @@ def landmark_distance(
     return per_clip, n_scored, t - n_scored
 
 
-class LandmarkDistance(Metric):
+class LandmarkDistance(ExactSums):
     """Mouth LMD: frame mean within each clip, then mean over the clips that have scored frames.
 
     ``update(pred_lmk B,T,68,2, true_lmk B,T,68,2, pred_valid B,T, true_valid B,T)``.
@@ -112,7 +113,8 @@ class LandmarkDistance(Metric):
         if variant not in LMD_VARIANTS:
             raise ValueError(f"LMD variant must be one of {LMD_VARIANTS}, got {variant!r}")
         self.variant = variant
-        for name in ("total", "clips", "frames_scored", "failures", "clips_unscored"):
+        self.add_sum_state("total")
+        for name in ("clips", "frames_scored", "failures", "clips_unscored"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.batch_values = torch.empty(0, dtype=torch.float64)
         self.batch_counts = torch.empty(0, 2, dtype=torch.long)
@@ -127,18 +129,18 @@ class LandmarkDistance(Metric):
         per_clip, scored, failed = landmark_distance(
             pred_lmk, true_lmk, pred_valid, true_valid, self.variant
         )
-        per_clip = per_clip.to(self.total.device)
+        per_clip = per_clip.to(self.clips.device)
         has = ~torch.isnan(per_clip)
         self.batch_values = per_clip
         self.batch_counts = torch.stack([scored, failed], 1)
-        self.total += per_clip[has].sum()
+        self.add_terms("total", per_clip[has])
         self.clips += has.sum()
-        self.frames_scored += scored.sum().to(self.total.device)
-        self.failures += failed.sum().to(self.total.device)
+        self.frames_scored += scored.sum().to(self.clips.device)
+        self.failures += failed.sum().to(self.clips.device)
         self.clips_unscored += (~has).sum()
 
     def compute(self) -> torch.Tensor:
-        return self.total / self.clips
+        return self.exact_sum("total") / self.clips
 
     def counts(self) -> dict[str, int]:
         """``frames_scored``, ``frames_failed`` and ``clips_unscored`` over all processes."""

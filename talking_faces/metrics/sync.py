@@ -47,8 +47,8 @@ import numpy as np
 import python_speech_features
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
 
+from talking_faces.metrics.exact import ExactSums
 from talking_faces.nn.syncnet import SyncNet
 
 SAMPLE_RATE = 16000
@@ -296,7 +296,7 @@ def lip_sync_error(
     return {"lse_d": float(row[0]), "lse_c": float(row[1]), "offset": int(row[2])}
 
 
-class LipSyncError(Metric):
+class LipSyncError(ExactSums):
     """LSE-D, LSE-C and AV offset averaged over clips.
 
     ``update(frames B,T,3,H,W in [0,1], waveform B,S)``; ``compute()`` ->
@@ -329,8 +329,9 @@ class LipSyncError(Metric):
         self.batch_size = int(batch_size)
         self.crop_box = tuple(crop_box) if crop_box is not None else None
         self.channel_order = channel_order
-        for name in ("lse_d_sum", "lse_c_sum", "offset_sum", "abs_offset_sum", "clips"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("lse_d_sum", "lse_c_sum", "offset_sum", "abs_offset_sum"):
+            self.add_sum_state(name)
+        self.add_state("clips", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.batch_values = torch.empty(0, 3, dtype=torch.float64)
 
     def update(
@@ -350,21 +351,21 @@ class LipSyncError(Metric):
             self.batch_size,
             crop_box if crop_box is not None else self.crop_box,
             self.channel_order,
-        ).to(self.lse_d_sum.device)
+        ).to(self.clips.device)
         self.batch_values = rows
-        self.lse_d_sum += rows[:, 0].sum()
-        self.lse_c_sum += rows[:, 1].sum()
-        self.offset_sum += rows[:, 2].sum()
-        self.abs_offset_sum += rows[:, 2].abs().sum()
+        self.add_terms("lse_d_sum", rows[:, 0])
+        self.add_terms("lse_c_sum", rows[:, 1])
+        self.add_terms("offset_sum", rows[:, 2])
+        self.add_terms("abs_offset_sum", rows[:, 2].abs())
         self.clips += rows.shape[0]
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.clips
         return {
-            "lse_d": self.lse_d_sum / n,
-            "lse_c": self.lse_c_sum / n,
-            "offset": self.offset_sum / n,
-            "abs_offset": self.abs_offset_sum / n,
+            "lse_d": self.exact_sum("lse_d_sum") / n,
+            "lse_c": self.exact_sum("lse_c_sum") / n,
+            "offset": self.exact_sum("offset_sum") / n,
+            "abs_offset": self.exact_sum("abs_offset_sum") / n,
         }
 
 
@@ -374,7 +375,7 @@ class SyncDistance(LipSyncError):
     higher_is_better = False
 
     def compute(self) -> torch.Tensor:  # type: ignore[override]
-        return self.lse_d_sum / self.clips
+        return self.exact_sum("lse_d_sum") / self.clips
 
 
 class SyncConfidence(LipSyncError):
@@ -383,4 +384,4 @@ class SyncConfidence(LipSyncError):
     higher_is_better = True
 
     def compute(self) -> torch.Tensor:  # type: ignore[override]
-        return self.lse_c_sum / self.clips
+        return self.exact_sum("lse_c_sum") / self.clips
