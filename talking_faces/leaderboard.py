@@ -420,6 +420,11 @@ class Leaderboard:
     groups: list[Group]
     reported: list[dict[str, Any]]
     num_results: int
+    #: heading of the Markdown and HTML outputs
+    title: str = "Leaderboard"
+    #: a line shown first, in bold, when set (e.g. compare --quick: "a smoke run, not a
+    #: comparison")
+    note: str | None = None
 
 
 def build_leaderboard(
@@ -515,9 +520,10 @@ def protocol_card(group: Group) -> list[tuple[str, str]]:
 
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard as Markdown: one table per group, then the reported rows."""
-    lines = [
-        "# Leaderboard",
-        "",
+    lines = [f"# {board.title}", ""]
+    if board.note:
+        lines += [f"> **{board.note}**", ""]
+    lines += [
         f"{board.num_results} results in {len(board.groups)} group(s); a group is one dataset, "
         "split, pair list and protocol, and rows of different groups are never compared.",
         "Cells: mean over test pairs [95% bootstrap interval over pairs]; rows of several seeds: "

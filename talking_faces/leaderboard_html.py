@@ -35,6 +35,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2e
        max-width: 1200px; padding: 0 1em; color: #1d1d1f; background: #fff; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.15em; margin-top: 2.2em; }
 p.note { color: #555; font-size: 0.9em; max-width: 60em; }
+p.banner { background: #fff3cd; color: #333; padding: 0.6em 1em; border-radius: 6px; }
 dl.card { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em;
           font-size: 0.85em; background: #f5f5f7; padding: 0.7em 1em; border-radius: 6px; }
 dl.card dt { font-weight: 600; } dl.card dd { margin: 0; }
@@ -194,8 +195,10 @@ def _video(row: Row, page_dir: Path) -> str:
 def to_html(board: Leaderboard, page_path: str | os.PathLike[str]) -> str:
     """The page for ``board``; ``page_path`` (where it will be written) anchors video links."""
     page_dir = Path(page_path).resolve().parent
-    body = [
-        "<h1>Leaderboard</h1>",
+    body = [f"<h1>{_e(board.title)}</h1>"]
+    if board.note:
+        body.append(f'<p class="note banner"><strong>{_e(board.note)}</strong></p>')
+    body += [
         f'<p class="note">{board.num_results} results in {len(board.groups)} group(s). A group is '
         "one dataset, split, pair list and protocol; rows of different groups are never "
         "compared. Cells: mean over test pairs [95% bootstrap interval over pairs]; rows of "
@@ -245,7 +248,7 @@ def to_html(board: Leaderboard, page_path: str | os.PathLike[str]) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
-        f"<title>talking_faces leaderboard</title><style>{_CSS}</style></head><body>"
+        f"<title>{_e(board.title)}</title><style>{_CSS}</style></head><body>"
         + "\n".join(body)
         + f"<script>{_JS}</script></body></html>\n"
     )

@@ -39,38 +39,6 @@ LABEL_HEIGHT = 12
 
 
 # ------------------------------------------------------------------------------ leaderboard
-def mark_smoke_markdown(md: str) -> str:
-    """The leaderboard Markdown with the smoke-run title and note."""
-    lines = md.split("\n")
-    if lines and lines[0].startswith("# "):
-        lines[0] = f"{lines[0]}: {SMOKE_TITLE}"
-        return "\n".join([lines[0], "", f"> **{SMOKE_NOTE}**", *lines[1:]])
-    return f"# {SMOKE_TITLE}\n\n> **{SMOKE_NOTE}**\n\n{md}"
-
-
-def mark_smoke_html(page: str) -> str:
-    """The leaderboard page with the smoke-run title, heading and note."""
-    page = re.sub(
-        r"<title>(.*?)</title>",
-        lambda m: f"<title>{m.group(1)}: {SMOKE_TITLE}</title>",
-        page,
-        count=1,
-    )
-    banner = (
-        f'<p class="note" style="background:#fff3cd;padding:0.6em 1em;border-radius:6px">'
-        f"<strong>{SMOKE_TITLE}.</strong> {SMOKE_NOTE.replace('`', '')}</p>"
-    )
-    page, n = re.subn(
-        r"<h1>(.*?)</h1>",
-        lambda m: f"<h1>{m.group(1)}: {SMOKE_TITLE}</h1>" + banner,
-        page,
-        count=1,
-    )
-    if n == 0:
-        page = page.replace("<body>", "<body>" + banner, 1)
-    return page
-
-
 def write_leaderboard(results: Sequence[Path], out: dict[str, Path], smoke: bool) -> Any:
     """Markdown, CSV and HTML of ``results`` (with the default paper-reported rows) at
     ``out["md"]``, ``out["csv"]``, ``out["html"]``; returns the Leaderboard."""
@@ -78,10 +46,11 @@ def write_leaderboard(results: Sequence[Path], out: dict[str, Path], smoke: bool
     from talking_faces.leaderboard_html import to_html
 
     board = build_leaderboard([str(p) for p in results], default_reported())
+    if smoke:
+        board.title = f"Leaderboard: {SMOKE_TITLE}"
+        board.note = SMOKE_NOTE.replace("`", "")
     md = to_markdown(board)
     page = to_html(board, out["html"])
-    if smoke:
-        md, page = mark_smoke_markdown(md), mark_smoke_html(page)
     write_text_atomic(out["md"], md)
     write_text_atomic(out["csv"], to_csv(board))
     write_text_atomic(out["html"], page)
@@ -411,8 +380,6 @@ __all__ = [
     "SMOKE_NOTE",
     "SMOKE_TITLE",
     "beats_static",
-    "mark_smoke_html",
-    "mark_smoke_markdown",
     "plot_run",
     "plot_shared_validation",
     "read_metrics_csv",
