@@ -30,48 +30,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from litdata import StreamingDataset
 
-from talking_faces.data.dataset import (
-    PreparedDataset,
-    audio_windows,
-    decode_frames,
-    select_features,
-    word_at,
-)
+from talking_faces.data.dataset import PreparedDataset, WindowConfig, clip_items
 from talking_faces.models import load_model
 from talking_faces.nn.lipread import box_mask
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def clip_records(prepared: PreparedDataset, split: str):
-    ds = StreamingDataset(prepared.shard_dir(split), batch_decode=0)
-    for i in range(len(ds)):
-        yield ds[i]
+def float_clips(prepared: PreparedDataset, split: str, audio: dict):
+    for item in clip_items(prepared, split, WindowConfig(**audio)):
+        item["frames"] = item["frames"].float() / 255.0
+        yield item
 
 
 @torch.no_grad()
 def codes_of_split(model, prepared: PreparedDataset, split: str, audio: dict) -> dict:
     pid, wid_v, wid_a, words, speakers = [], [], [], [], []
-    for raw in clip_records(prepared, split):
-        t = int(raw["num_frames"])
-        frames = decode_frames(raw["frames"], list(range(t))).float() / 255.0
-        feats = select_features(raw, audio["audio_feature"], audio["drop_c0"])
-        windows = torch.from_numpy(
-            audio_windows(feats, np.arange(t), audio["audio_window"], audio["audio_pad"])
-        )
-        pid.append(model.pid(frames)[0])
-        wid_v.append(model.video_wid(frames))
-        wid_a.append(model.audio_wid(windows))
-        aligned = np.asarray(raw["words"]).reshape(-1, 3)
-        words += [word_at(aligned, f, int(raw["word"])) for f in range(t)]
-        speakers += [int(raw["speaker"])] * t
+    for clip in float_clips(prepared, split, audio):
+        pid.append(model.pid(clip["frames"])[0])
+        wid_v.append(model.video_wid(clip["frames"]))
+        wid_a.append(model.audio_wid(clip["audio"]))
+        words.append(clip["words"])
+        speakers += [clip["speaker"]] * len(clip["words"])
     return {
         "pid": torch.cat(pid).numpy(),
         "wid_video": torch.cat(wid_v).numpy(),
         "wid_audio": torch.cat(wid_a).numpy(),
-        "word": np.asarray(words),
+        "word": torch.cat(words).numpy(),
         "speaker": np.asarray(speakers),
     }
 
@@ -103,32 +89,19 @@ def identity_swaps(model, prepared: PreparedDataset, audio: dict, pairs: int) ->
 
     scorers = build_scorers("synthetic", prepared.root)
     suite = MetricSuite(scorers.protocol, syncnet=scorers.syncnet, lpips=False)
-    clips = []
-    for raw in clip_records(prepared, "test"):
-        t = int(raw["num_frames"])
-        feats = select_features(raw, audio["audio_feature"], audio["drop_c0"])
-        clips.append(
-            {
-                "speaker": int(raw["speaker"]),
-                "frames": decode_frames(raw["frames"], list(range(t))).float() / 255.0,
-                "audio": torch.from_numpy(
-                    audio_windows(feats, np.arange(t), audio["audio_window"], audio["audio_pad"])
-                ),
-                "waveform": torch.from_numpy(np.array(raw["waveform"], np.float32)),
-            }
-        )
+    test_clips = list(float_clips(prepared, "test", audio))
     chosen = [
         (a, b)
-        for a, b in permutations(range(len(clips)), 2)
-        if clips[a]["speaker"] != clips[b]["speaker"]
+        for a, b in permutations(range(len(test_clips)), 2)
+        if test_clips[a]["speaker"] != test_clips[b]["speaker"]
     ]
     rng = np.random.default_rng(0)
     chosen = [chosen[i] for i in rng.permutation(len(chosen))[:pairs]]
-    size = clips[0]["frames"].shape[-1]
+    size = test_clips[0]["frames"].shape[-1]
     outside = 1.0 - box_mask(size, size, model.config.mouth_box)[0]
     rows = []
     for a, b in chosen:
-        ca, cb = clips[a], clips[b]
+        ca, cb = test_clips[a], test_clips[b]
         t = min(len(cb["audio"]), len(ca["audio"]))
         ident = ca["frames"][:1]
         swap = model.generate(ident, cb["audio"][None, :t])[0, 0]

@@ -370,6 +370,41 @@ class ClipWindowDataset(StreamingDataset):
         return None, 0
 
 
+# ---------------------------------------------------------------------------- whole clips
+
+
+def clip_items(
+    prepared: PreparedDataset, split: str, config: WindowConfig, cache_dir: str | None = None
+):
+    """Every ok clip of ``split`` whole, in shard order: ``frames`` (T, 3, H, W) uint8,
+    ``audio`` (T, W, F) float32 windows, ``words`` (T,) long (the word spoken at each frame, -1
+    in silence; LRW: the clip's word), ``speaker`` int, ``clip_id`` str, ``waveform`` (T*640,).
+
+    For evaluations that look at every frame (a method's word accuracy and retrieval over all
+    windows of the test clips, probes on frozen codes), where the window datasets give one
+    window per clip.
+    """
+    input_dir = prepared.shard_dir(split)
+    if input_dir is None:
+        return
+    ds = StreamingDataset(input_dir, cache_dir=cache_dir, batch_decode=0)
+    for i in range(len(ds)):
+        raw = ds[i]
+        t = int(raw["num_frames"])
+        feats = select_features(raw, config.audio_feature, config.drop_c0)
+        aligned = np.asarray(raw["words"]).reshape(-1, 3)
+        yield {
+            "clip_id": str(raw["clip_id"]),
+            "speaker": int(raw["speaker"]),
+            "frames": decode_frames(raw["frames"], list(range(t))),
+            "audio": torch.from_numpy(
+                audio_windows(feats, np.arange(t), config.audio_window, config.audio_pad)
+            ),
+            "words": torch.tensor([word_at(aligned, f, int(raw["word"])) for f in range(t)]),
+            "waveform": torch.from_numpy(np.array(raw["waveform"], np.float32)),
+        }
+
+
 # ---------------------------------------------------------------------------- test pairs
 
 

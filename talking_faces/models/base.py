@@ -79,7 +79,9 @@ class MethodEvalData:
 
     ``windows(num_frames)`` yields Batches of the centred ``num_frames`` window of every clip of
     the evaluated split (clips shorter than that are left out), with the audio features the model
-    was trained on; ``limit`` caps the number of clips when evaluate was given ``--limit``.
+    was trained on; ``clips()`` yields every clip of the split whole, one at a time (frames float
+    in [0,1], per-frame audio windows and words: :func:`talking_faces.data.dataset.clip_items`);
+    ``limit`` caps the number of clips when evaluate was given ``--limit``.
     """
 
     root: str
@@ -113,6 +115,16 @@ class MethodEvalData:
                 batch = {k: v[:keep] for k, v in batch.items()}
             seen += len(batch["clip_id"])
             yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def clips(self) -> Iterator[dict[str, Any]]:
+        from talking_faces.data.dataset import PreparedDataset, WindowConfig, clip_items
+
+        prepared = PreparedDataset.load(self.root)
+        for n, item in enumerate(clip_items(prepared, self.split, WindowConfig(**self.audio))):
+            if self.limit is not None and n >= self.limit:
+                return
+            item["frames"] = item["frames"].float().div_(255.0)
+            yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in item.items()}
 
 
 class TalkingFaceModule(L.LightningModule):

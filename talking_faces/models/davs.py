@@ -559,16 +559,22 @@ class DAVS(TalkingFaceModule):
     # ------------------------------------------------------------------------- evaluation
     @torch.no_grad()
     def method_metrics(self, data: MethodEvalData) -> dict[str, Any]:
-        """Word accuracy (audio, video, fused) and audio<->video retrieval over the split's
-        centred ``seq_frames`` windows."""
+        """Word accuracy (audio, video, fused) and audio<->video retrieval over every
+        non-overlapping window of ``seq_frames`` frames of the split's clips (the word of a
+        window: the one spoken at its centre frame)."""
         c = self.config
         audio_seqs, video_seqs, words = [], [], []
         logits_a, logits_v = [], []
-        for batch in data.windows(c.seq_frames):
-            wa, wv = self.audio_codes(batch["audio"]), self.video_codes(batch["frames"])
+        for clip in data.clips():
+            t = clip["frames"].shape[0] // c.seq_frames * c.seq_frames
+            if t == 0:
+                continue
+            frames = clip["frames"][:t].view(-1, c.seq_frames, *clip["frames"].shape[1:])
+            audio = clip["audio"][:t].view(-1, c.seq_frames, *clip["audio"].shape[1:])
+            wa, wv = self.audio_codes(audio), self.video_codes(frames)
             audio_seqs.append(F.normalize(wa.flatten(1).float(), dim=1))
             video_seqs.append(F.normalize(wv.flatten(1).float(), dim=1))
-            words.append(batch["word"])
+            words.append(clip["words"][c.seq_frames // 2 : t : c.seq_frames])
             if self.word_classifier is not None:
                 logits_a.append(self.word_classifier(wa).float())
                 logits_v.append(self.word_classifier(wv).float())
@@ -580,12 +586,11 @@ class DAVS(TalkingFaceModule):
         if logits_a and bool(known.any()):
             la, lv = torch.cat(logits_a)[known], torch.cat(logits_v)[known]
             target = w[known]
+            fused = (la.softmax(1) + lv.softmax(1)).argmax(1)
             out["word_accuracy"] = {
                 "audio": float((la.argmax(1) == target).float().mean()),
                 "video": float((lv.argmax(1) == target).float().mean()),
-                "fused": float(
-                    ((la.softmax(1) + lv.softmax(1)).argmax(1) == target).float().mean()
-                ),
+                "fused": float((fused == target).float().mean()),
                 "windows": int(known.sum()),
                 "chance": float(torch.bincount(target).max() / target.numel()),
             }
