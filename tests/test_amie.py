@@ -196,11 +196,12 @@ def test_attention_starts_from_the_lip_box_and_is_shown() -> None:
 def test_scheduled_sampling_feeds_generated_frames() -> None:
     # eval mode: batch norm with running statistics, so one frame at a time (sampling) and all
     # frames at once (teacher forcing) compute the same function
-    model = tiny_amie(scheduled_sampling=1.0).eval()
+    model = tiny_amie(scheduled_sampling=1.0, scheduled_sampling_steps=0).eval()
     b = batch()
     with torch.no_grad():
         a = model.forward_train(b, generator=torch.Generator().manual_seed(0))["fake"]
-        teacher = tiny_amie().eval().forward_train(b, generator=torch.Generator().manual_seed(0))
+        teacher = tiny_amie(scheduled_sampling=0.0).eval()
+        teacher = teacher.forward_train(b, generator=torch.Generator().manual_seed(0))
     assert a.shape == teacher["fake"].shape
     # frame 0 has the identity as its previous frame either way; later frames differ, and with
     # probability 1 the sampled run is the autoregressive generation itself

@@ -84,8 +84,8 @@ class AMIEConfig(ModelConfig):
     decoder_layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2, 2])
     #: highest probability of feeding the generated previous frame in training (0: teacher
     #: forcing only) and the steps over which it rises linearly from 0
-    scheduled_sampling: float = 0.0
-    scheduled_sampling_steps: int = 0
+    scheduled_sampling: float = 0.5
+    scheduled_sampling_steps: int = 1000
     # ---- dynamic attention
     da: bool = True
     da_init_rate: float = 0.5
@@ -98,8 +98,10 @@ class AMIEConfig(ModelConfig):
     disc_audio_hidden: int = 256
     #: "bce", "lsgan" or "hinge"
     gan_loss: str = "hinge"
-    w_l1: float = 10.0
-    w_gan: float = 1.0
+    #: L1 against GAN as pix2pix weighs them (100 : 1), the GAN lowered further to 0.1 (see
+    #: experiments/model/amie_tiny.yaml for what each setting measured)
+    w_l1: float = 100.0
+    w_gan: float = 0.1
     #: feature network of the perceptual loss: "vgg19", "landmarks" or "none"
     perceptual: str = "landmarks"
     w_perceptual: float = 1.0
