@@ -8,7 +8,9 @@ map, then blocks of 3x3 conv-BN-ReLU each followed by bilinear 2x upsampling, up
 the identity encoder's map at an eighth of the frame size is concatenated before the block that
 works at that size; two last convolutions give 3 channels and ``tanh``, mapped to [0, 1]. At 256
 px their blocks have 512, 512, 256, 256, 128, 64 channels and 2, 3, 4, 4, 3, 2 convolutions. Here
-widths, convolutions per block and the code sizes are arguments, so one class serves every size.
+widths, convolutions per block and the code sizes are arguments, so one class serves every size:
+a smaller frame uses the last (finest) ``log2(size / 4)`` entries of the lists, so the 256 px
+lists build the 128 px decoder too (512, 256, 256, 128, 64).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class SkipDecoder(nn.Module):
         image_size: output size (a power of two >= 16).
         code_dim: total size of the concatenated codes.
         skip_channels: channels of the skip map (at ``image_size / 8``); 0 for none.
-        channels: one width per upsampling block (``log2(image_size / 4)`` of them).
-        layers: convolutions per block.
+        channels: one width per upsampling block, coarse to fine; the last
+            ``log2(image_size / 4)`` are used.
+        layers: convolutions per block (the same entries as ``channels``).
 
     Shapes: ``forward(code, skip)`` with ``code`` ``N,code_dim`` and ``skip`` ``N,skip_channels,
     S/8,S/8`` (or None) -> ``N,3,S,S`` in [0,1].
@@ -54,11 +57,12 @@ class SkipDecoder(nn.Module):
         n = int(round(math.log2(image_size / 4)))
         if image_size < 16 or 4 * 2**n != image_size:
             raise ValueError(f"image_size must be a power of two >= 16, got {image_size}")
-        if len(channels) != n or len(layers) != n:
+        if len(channels) < n or len(layers) < n:
             raise ValueError(
                 f"{image_size} px needs {n} decoder blocks; got {len(channels)} widths and "
                 f"{len(layers)} layer counts"
             )
+        channels, layers = list(channels)[-n:], list(layers)[-n:]
         self.skip_at = n - 3  # block index whose input is at S/8 (after n-3 upsamplings)
         self.stem = nn.Sequential(
             nn.ConvTranspose2d(code_dim, channels[0], 4, 1, 0),
