@@ -16,10 +16,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from talking_faces.loggers import RunCSVLogger
 from talking_faces.utils.io import atomic_path
 from talking_faces.utils.mp4 import side_by_side, to_uint8_video, write_clip_mp4
 
@@ -35,6 +36,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every N training steps, written after the step's row of ``metrics.csv``.
+
+    Lightning's ModelCheckpoint saves a step's checkpoint before the step's metrics are logged; a
+    kill in between would leave a resumed run's ``metrics.csv`` without that step. Here the row
+    is written first (:meth:`RunCSVLogger.write_step_now`).
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        n = self._every_n_train_steps
+        if (
+            n >= 1
+            and trainer.global_step % n == 0
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            for logger in trainer.loggers:
+                if isinstance(logger, RunCSVLogger):
+                    logger.write_step_now(trainer)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, idx)
 
 
 class RunInfo(Callback):

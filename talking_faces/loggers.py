@@ -62,11 +62,50 @@ class _AppendingWriter(ExperimentWriter):
 
 
 class RunCSVLogger(CSVLogger):
-    """``metrics.csv`` directly in the run folder; appends when the run is resumed."""
+    """``metrics.csv`` directly in the run folder; appends when the run is resumed.
+
+    Lightning saves a step's checkpoint (``on_train_batch_end``) before it logs that step's
+    metrics, so a run killed between the two would lose the row of the checkpoint's last step for
+    good (the resumed run starts after it). :meth:`write_step_now`, called by the step
+    checkpoint callback just before it saves, writes that row first; Lightning's own call for the
+    same row then writes nothing.
+    """
 
     def __init__(self, run_dir: Path, keep_until_step: int | None) -> None:
         super().__init__(save_dir=str(run_dir), name="", version="")
         self._keep_until_step = keep_until_step
+        self._written_early: tuple[int, frozenset[str]] | None = None
+
+    def write_step_now(self, trainer: Any) -> None:
+        """Write (and flush) the row Lightning will log for the training step that just ended.
+
+        The same row as Lightning's ``update_train_step_metrics`` (its metrics, ``epoch``, the
+        step it uses), under the same conditions; a no-op on other ranks than 0.
+        """
+        from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
+
+        connector = trainer._logger_connector
+        if (
+            trainer.fit_loop._should_accumulate()
+            and trainer.lightning_module.automatic_optimization
+        ):
+            return
+        if not connector.should_update_logs:
+            return
+        metrics = convert_tensors_to_scalars(connector.metrics["log"])
+        if not metrics:
+            return
+        metrics.setdefault("epoch", trainer.current_epoch)
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        self.log_metrics(metrics, step=step)
+        self.save()
+        self._written_early = (step, frozenset(metrics))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if self._written_early is not None and self._written_early == (step, frozenset(metrics)):
+            self._written_early = None  # Lightning's call for the row written early
+            return
+        super().log_metrics(dict(metrics), step)
 
     @property
     @rank_zero_experiment

@@ -54,7 +54,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from talking_faces.callbacks import AtomicCheckpointIO, RunInfo, SampleVideos, StepProgressBar
+from talking_faces.callbacks import (
+    AtomicCheckpointIO,
+    RunInfo,
+    SampleVideos,
+    StepCheckpoint,
+    StepProgressBar,
+)
 from talking_faces.config import require_complete, to_dict, to_yaml
 from talking_faces.errors import UserError
 from talking_faces.loggers import build_loggers, check_loggers, finish_loggers
@@ -293,7 +299,7 @@ def build_trainer(
     ]
     if cfg.checkpoint.every_n_train_steps:
         callbacks.append(
-            ModelCheckpoint(
+            StepCheckpoint(
                 dirpath=ckdir,
                 save_top_k=0,
                 save_last=True,

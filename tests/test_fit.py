@@ -152,6 +152,9 @@ def test_resume_after_kill_matches_uninterrupted_run(prepared_grid: Path, tmp_pa
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     killed_at = kill_after_checkpoint(args, last)
     assert 0 < killed_at < n, "the run must be killed part-way"
+    # every step the checkpoint holds has its metrics row on disk before the checkpoint is
+    logged = {s for s, _ in column(read_metrics(tmp_path / "killed"), "train/loss")}
+    assert set(range(killed_at)) <= logged
     resume = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", "ckpt_path=last")
     assert main([*resume, *steps]) == 0
     resumed = weights(last)
