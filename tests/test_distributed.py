@@ -261,6 +261,24 @@ def test_evaluate_on_two_processes_from_s3_equals_one_process_from_disk(
         assert (two.parent / video["path"]).stat().st_size > 0
 
 
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_evaluate_with_fewer_batches_than_processes(trained: Path, tmp_path: Path) -> None:
+    # one batch holds every test pair: process 1 scores nothing but joins every reduction (an
+    # empty process once aborted gloo with a collective mismatch)
+    common = ["--baseline", "static", "--protocol", "synthetic", "--batch-size", "64"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(["evaluate", "--data", str(trained), "--out", str(one), *common]) == 0
+    assert (
+        main(["evaluate", "--data", str(trained), "--out", str(two), "--devices", "2", *common])
+        == 0
+    )
+    results = [json.loads(p.read_text()) for p in (one, two)]
+    assert results[1]["timing"]["devices"] == 2
+    assert results[1]["metrics"] == results[0]["metrics"]
+    assert two.with_suffix(".clips.csv").read_bytes() == one.with_suffix(".clips.csv").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("variables", "rank"),
     [

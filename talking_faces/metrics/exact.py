@@ -14,6 +14,7 @@ another order than one process would, and a metric can differ in its last bit. K
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torchmetrics import Metric
@@ -29,6 +30,17 @@ class ExactSums(Metric):
 
     def add_sum_state(self, name: str) -> None:
         self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._sum_states = [*getattr(self, "_sum_states", []), name]
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:
+        # a process that scored no pair (fewer batches than processes) holds empty lists, which
+        # torchmetrics leaves out of the gather while the others join it: a collective mismatch
+        # that aborts gloo. An empty tensor term makes every process join every gather.
+        for name in getattr(self, "_sum_states", []):
+            state = getattr(self, name)
+            if isinstance(state, list) and not state:
+                state.append(torch.zeros(0, dtype=torch.float64, device=self.device))
+        super()._sync_dist(dist_sync_fn, process_group)
 
     def add_terms(self, name: str, values: torch.Tensor) -> None:
         getattr(self, name).append(values.detach().reshape(-1).to(torch.float64))
