@@ -6,16 +6,24 @@ tiny``), so a newly registered method is picked up by name. For each method, fra
 (default 128 px; ``--sizes preset`` takes each preset's own) and precision (fp32, bf16-mixed), on
 random tensors of the batch contract (data loading is not measured):
 
-- training: seconds per step and samples/s (one sample = one clip window of T frames), timed in
-  Lightning's own fit loop, so manual-optimisation methods (GANs) run their ``training_step``;
+- training: seconds per step and samples/s (one sample = one clip window of T frames; ``--frames
+  4 davs=12`` gives one method its own T), timed in Lightning's own fit loop, so
+  manual-optimisation methods (GANs) run their ``training_step``. A perceptual loss on torchvision's
+  VGG19 (amie's paper preset) needs ``vgg19-dcbedc0f.pth`` in the torch hub cache; when it is not
+  there the case writes an architecture-correct VGG19 state dict with random weights
+  (``torchvision.models.vgg19(weights=None)``) into a temporary ``TORCH_HOME`` (never into the
+  user's cache) and says so. One on the dataset's landmark expert (amie's tiny preset) gets an
+  expert of the expert preset's architecture with random weights. The step timed is the real one,
+  perceptual loss included: its speed does not depend on the weights' values;
 - generation: frames/s of ``generate`` (K = 1) on clips of ``--gen-frames`` frames at batch 1 (the
   real-time figure) and at the batch that fills the machine: batches 1, 2, 4, ... are tried until
   frames/s stops improving by at least ``--min-gain`` (or ``--max-gen-batch``);
-- MFU: FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode`` (one training step; one
-  generated clip at batch 1, per frame), times the measured rate, divided by the peak matmul
-  FLOP/s measured in the same process before and after the case, same precision (square matmuls,
-  best of several sizes and, on CPU, of MKL's and oneDNN's GEMM; the higher of the two
-  measurements). On CPU every rate is also given
+- MFU: FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode`` (the second training step
+  of a run, the kind that is timed: the first step is left out of both, since a method can take
+  another path at step 0, e.g. amie's scheduled sampling; one generated clip at batch 1, per
+  frame), times the measured rate, divided by the peak matmul FLOP/s measured in the same process
+  before and after the case, same precision (square matmuls, best of several sizes and, on CPU, of
+  MKL's and oneDNN's GEMM; the higher of the two measurements). On CPU every rate is also given
   per CPU-second of the process (``*_cpu``): on a machine shared with other jobs that figure,
   with ``--threads 1``, is what the code achieves on the core it gets, while wall-clock rates
   depend on the others' load;
@@ -29,6 +37,8 @@ MFU conservative.
     .venv/bin/python benchmarks/throughput.py --threads 1        # every method, paper preset
     .venv/bin/python benchmarks/throughput.py --preset tiny --sizes 64 --threads 1 \
         --batch 4 --frames 8
+    .venv/bin/python benchmarks/throughput.py --models davs amie --sizes 256 --threads 1 \
+        --frames 4 davs=12 --gen-frames 10     # davs trains on its 12-frame windows
     .venv/bin/python benchmarks/throughput.py --device cuda --precisions bf16-mixed \
         --batch 5 --frames 75
 
@@ -45,7 +55,9 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +119,33 @@ def matmul_peak(device: str, precision: str, seconds: float = 2.0) -> dict[str, 
     return best
 
 
+class _GlobalOnly:
+    """Stands in for ``FlopCounterMode``'s module tracker: every count goes to the global total.
+
+    The tracker hooks every module call and, in torch 2.x, fails on a view made under
+    ``no_grad`` of a tensor that requires grad ("Expected gradient function to be set"), which
+    amie's MI readings pass to its estimator; only the total is used here.
+    """
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _GlobalOnly:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def flop_counter():
+    """A ``FlopCounterMode`` that counts the global total only (no per-module breakdown)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    if hasattr(counter, "mod_tracker"):
+        counter.mod_tracker = _GlobalOnly()
+    return counter
+
+
 def preset_path(name: str, preset: str) -> Path:
     """``experiments/model/<name>.yaml`` (paper) or ``<name>_tiny.yaml`` (tiny)."""
     file = f"{name}.yaml" if preset == "paper" else f"{name}_tiny.yaml"
@@ -127,6 +166,74 @@ def build(name: str, preset: str, size: int, window: int, features: int):
         if key in cfg and cfg[key] is None:
             overrides[key] = value
     return MODELS[name](OmegaConf.merge(cfg, overrides))
+
+
+#: how the case's perceptual loss got its feature network when the real one is not on this machine
+VGG19_STAND_IN = (
+    "random VGG19 weights (torchvision.models.vgg19(weights=None), architecture-correct) in a "
+    "temporary TORCH_HOME: the ImageNet file is not in the torch hub cache; speed does not depend "
+    "on the values"
+)
+LANDMARKS_STAND_IN = (
+    "a landmark expert of experiments/experts/landmarks.yaml's architecture with random weights "
+    "(no dataset here); speed does not depend on the values"
+)
+
+
+@contextlib.contextmanager
+def perceptual_net(model, size: int) -> Iterator[str | None]:
+    """Gives ``model``'s perceptual loss its feature network for the case; yields where it came
+    from, or None when the method has no perceptual loss.
+
+    - ``perceptual: vgg19``: the ImageNet file in the user's torch hub cache when it is there;
+      otherwise an architecture-correct state dict with random weights is written into a
+      temporary ``TORCH_HOME`` (removed afterwards; the user's cache is never written);
+    - ``perceptual: landmarks`` (the dataset's landmark expert, which ``fit`` attaches): an
+      expert of the expert preset's architecture at ``size`` px with random weights.
+
+    Either way the timed training step is the real one, perceptual loss included.
+    """
+    cfg = model.config
+    kind = getattr(cfg, "perceptual", None)
+    if kind not in ("vgg19", "landmarks") or not getattr(cfg, "w_perceptual", 0) > 0:
+        yield None
+        return
+    if kind == "landmarks":
+        from talking_faces.experts.landmarks import LandmarkExpert
+        from talking_faces.runconfig import load_config
+
+        preset = ROOT / "experiments" / "experts" / "landmarks.yaml"
+        width = int(load_config([str(preset)]).model.width)
+        model.attach_landmark_model(LandmarkExpert(width=width, image_size=size))
+        print(f"  {cfg.name}: perceptual loss on {LANDMARKS_STAND_IN}", file=sys.stderr, flush=True)
+        yield LANDMARKS_STAND_IN
+        return
+    import warnings
+
+    import torch
+    import torchvision
+
+    from talking_faces.nn.perceptual import vgg19_weights_path
+
+    if vgg19_weights_path().is_file():
+        yield f"ImageNet VGG19 from {vgg19_weights_path()}"
+        return
+    old = os.environ.get("TORCH_HOME")
+    with tempfile.TemporaryDirectory(prefix="throughput-torch-home-") as home:
+        os.environ["TORCH_HOME"] = home
+        try:
+            path = vgg19_weights_path()
+            path.parent.mkdir(parents=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.save(torchvision.models.vgg19(weights=None).state_dict(), path)
+            print(f"  {cfg.name}: perceptual loss on {VGG19_STAND_IN}", file=sys.stderr, flush=True)
+            yield VGG19_STAND_IN
+        finally:
+            if old is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = old
 
 
 def batch_for(b: int, t: int, size: int, window: int, features: int, device: str) -> dict:
@@ -166,14 +273,17 @@ def train_timing(
     args: argparse.Namespace, model, batch: dict, precision: str
 ) -> tuple[dict, float]:
     """Seconds per training step (``wall``, ``cpu``) and FLOPs of one step, measured in
-    Lightning's own fit loop, so
-    every method is timed as ``fit`` trains it (``training_step``, manual optimisation included;
-    ``precision`` is Lightning's ``bf16-mixed`` or ``32-true``)."""
+    Lightning's own fit loop, so every method is timed as ``fit`` trains it (``training_step``,
+    manual optimisation included; ``precision`` is Lightning's ``bf16-mixed`` or ``32-true``).
+
+    The first step of each fit is left out of the timing and of the FLOP count: besides lazy
+    initialisation, a method may take another path at global step 0 (amie's scheduled sampling
+    feeds back generated frames, one at a time, from step 1 on), so the FLOPs are those of the
+    second step, the kind every timed step is."""
     import logging
 
     import lightning as L
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     # Lightning sets its logger to INFO when imported; its banners would fill the table
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -196,12 +306,34 @@ def train_timing(
             if len(self.times) >= 2 and sum(self.times) >= args.seconds:
                 trainer.should_stop = True
 
+    class CountStep(L.Callback):
+        """FLOPs of the step at ``batch_idx`` 1 (forward, backward, optimizer steps)."""
+
+        def __init__(self) -> None:
+            self.counter = flop_counter()
+            self.active = False
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if batch_idx == 1:
+                self.counter.__enter__()
+                self.active = True
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.close()
+
+        def close(self) -> None:
+            if self.active:
+                self.active = False
+                self.counter.__exit__(None, None, None)
+
     def fit(steps: int, callbacks: list) -> None:
+        # one epoch of ``steps`` batches: ``max_steps`` would count every optimizer's step of a
+        # manual-optimisation method
         trainer = L.Trainer(
             accelerator="cuda" if device == "cuda" else "cpu",
             devices=1,
             precision="32-true" if PRECISIONS[precision] is None else precision,
-            max_steps=steps,
+            max_epochs=1,
             limit_val_batches=0,
             num_sanity_val_steps=0,
             logger=False,
@@ -213,13 +345,16 @@ def train_timing(
         loader = torch.utils.data.DataLoader(_Repeat(batch, steps), batch_size=None)
         trainer.fit(model, train_dataloaders=loader)
 
-    fit(1, [])  # warm-up outside the counter (lazy init, allocator, optimizer state)
-    with FlopCounterMode(display=False) as counter:
-        fit(1, [])
+    count = CountStep()
+    try:
+        fit(2, [count])  # step 0 warms up (lazy init, allocator, optimizer state), step 1 counted
+    finally:
+        count.close()
     timer = StepTimer(warmup=1)
     fit(10_000, [timer])
     n = len(timer.times)
-    return {"wall": sum(timer.times) / n, "cpu": sum(timer.cpu) / n}, counter.get_total_flops()
+    flops = count.counter.get_total_flops()
+    return {"wall": sum(timer.times) / n, "cpu": sum(timer.cpu) / n}, flops
 
 
 def timed(fn, device: str, min_seconds: float, min_reps: int = 2, warmup=None) -> dict:
@@ -243,7 +378,6 @@ def generation(args: argparse.Namespace, model, size: int, precision: str) -> di
     best frames per CPU-second, the figure that sharing the machine does not move; on CUDA: per
     wall-clock second), with the FLOPs of one generated frame."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     device, t = args.device, args.gen_frames
     window, features = model.config.audio_window, model.config.audio_features
@@ -262,7 +396,7 @@ def generation(args: argparse.Namespace, model, size: int, precision: str) -> di
 
     # the model's FLOPs do not depend on the precision; counted in fp32 (the counter's fallback
     # for aten.lstm does not run under CPU bf16 autocast)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         data = batch_for(1, t, size, window, features, device)
         with torch.inference_mode():
             model.generate(data["identity"], data["audio"], 1)
@@ -316,15 +450,17 @@ def run_case(args: argparse.Namespace, name: str, size: int, precision: str) -> 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     window, features = model.config.audio_window, model.config.audio_features
-    batch = batch_for(args.batch, args.frames, size, window, features, device)
+    frames = frames_for(name, args.frames)
+    batch = batch_for(args.batch, frames, size, window, features, device)
 
-    try:
-        sec, flops = train_timing(args, model, batch, precision)
-        train_error = None
-    except Exception as exc:  # e.g. a loss that needs a dataset's expert: still time generation
-        sec, flops = None, None
-        train_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        print(f"  {name} training not timed: {train_error}", file=sys.stderr, flush=True)
+    with perceptual_net(model, size) as perceptual:
+        try:
+            sec, flops = train_timing(args, model, batch, precision)
+            train_error = None
+        except Exception as exc:  # e.g. a loss that needs a dataset's expert: time generation
+            sec, flops = None, None
+            train_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            print(f"  {name} training not timed: {train_error}", file=sys.stderr, flush=True)
     gen = generation(args, model, size, precision)
     if device == "cuda":
         peak_mem = torch.cuda.max_memory_allocated() / 2**20
@@ -343,14 +479,33 @@ def run_case(args: argparse.Namespace, name: str, size: int, precision: str) -> 
         "size": size,
         "precision": precision,
         "batch": args.batch,
-        "frames": args.frames,
+        "frames": frames,
         "params_m": params / 1e6,
         "peak_matmul_tflops": {k: v / 1e12 for k, v in peak.items()},
+        "perceptual_weights": perceptual,
         "train_error": train_error,
         **(_train_figures(args, sec, flops, peak) if train_error is None else {}),
         "generate": gen,
         "peak_memory_mib": peak_mem,
     }
+
+
+def frames_for(name: str, frames: list[str]) -> int:
+    """T of ``name``'s training clips from ``--frames`` (``4``, or ``4 davs=12``)."""
+    default = next(int(item) for item in frames if "=" not in item)
+    named = dict(item.split("=", 1) for item in frames if "=" in item)
+    return int(named.get(name, default))
+
+
+def _frames_arg(frames: list[str]) -> list[str]:
+    """Checks ``--frames``: one T, optionally followed by NAME=T entries."""
+    for item in frames:
+        value = item.rpartition("=")[2]
+        if not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"--frames takes T or NAME=T (T >= 1), got {item!r}")
+    if sum("=" not in item for item in frames) != 1:
+        raise argparse.ArgumentTypeError("--frames takes exactly one T (then NAME=T entries)")
+    return frames
 
 
 def _train_figures(args: argparse.Namespace, sec: dict, flops: float, peak: dict) -> dict:
@@ -381,7 +536,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     p.add_argument("--batch", type=int, default=2, help="clips per training step")
-    p.add_argument("--frames", type=int, default=4, help="T frames per training clip")
+    p.add_argument(
+        "--frames",
+        nargs="+",
+        default=["4"],
+        help="T frames per training clip, then NAME=T for a method's own T (e.g. 4 davs=12)",
+    )
     p.add_argument("--gen-frames", type=int, default=25, help="frames generated per clip")
     p.add_argument("--max-gen-batch", type=int, default=256, help="largest generation batch tried")
     p.add_argument(
@@ -410,6 +570,11 @@ def _cuda() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    try:
+        _frames_arg(args.frames)
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     import torch
 
     if args.threads:
@@ -487,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['peak_memory_mib']:>9.0f}",
                     flush=True,
                 )
+                if r.get("perceptual_weights"):
+                    print(f"{'':6} perceptual loss: {r['perceptual_weights']}", flush=True)
     out = (
         Path(args.out)
         if args.out
@@ -533,7 +700,7 @@ def _size(name: str, preset: str, size: str) -> int:
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
     out = ["--preset", args.preset, "--device", args.device]
-    out += ["--batch", str(args.batch), "--frames", str(args.frames)]
+    out += ["--batch", str(args.batch), "--frames", *args.frames]
     out += ["--gen-frames", str(args.gen_frames), "--window", str(args.window)]
     out += ["--features", str(args.features), "--seconds", str(args.seconds)]
     out += ["--max-gen-batch", str(args.max_gen_batch), "--min-gain", str(args.min_gain)]
