@@ -1,6 +1,8 @@
 """Shared fixtures: one tiny synthetic GRID corpus and its prepared dataset per test session, the
 same with both evaluation experts trained on it (``trained``, see expert_data.py), a local S3
-server (``s3_server``, see s3_server.py), and ``one_thread``.
+server (``s3_server``, see s3_server.py), ``one_thread``, and two finished jobs that several test
+files read: the ``compare --quick`` report (``quick_run``, see compare_data.py) and a smoke run of
+experiments/sweeps/ldm_beta.yaml (``sweep_dir``, see sweep_data.py).
 
 Made through the real CLI (``synth`` then ``prepare``, ``fit``), so tests that use them exercise
 the whole chain; session-scoped because preparing and training take seconds to minutes.
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from compare_data import quick_compare_report
 from expert_data import trained_dataset
 from s3_server import S3Server, start_server
+from sweep_data import ldm_beta_sweep
 
 from talking_faces.cli import main
 
@@ -33,6 +37,19 @@ def one_thread():
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared dataset with ``experts/syncnet.ckpt`` and ``experts/landmarks.ckpt``."""
     return trained_dataset(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report folder of ``compare --quick``, killed midway and rerun (compare_data.py)."""
+    return quick_compare_report(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
+    """experiments/sweeps/ldm_beta.yaml on ``trained``, a few steps per trial, killed and rerun
+    (sweep_data.py)."""
+    return ldm_beta_sweep(tmp_path_factory, trained)
 
 
 @pytest.fixture(scope="session")

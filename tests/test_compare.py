@@ -3,22 +3,21 @@
 The quick run goes through the real CLI as a subprocess, once per session: it is killed (SIGKILL
 to its process group: compare and its stage commands) once a stage has finished and a later one
 is running, preferably a fit that has written a checkpoint, then the same command finishes it.
-The report folder it leaves is what the other slow tests check.
+The report folder it leaves is what the other slow tests check (the ``quick_run`` fixture of
+conftest.py, built by tests/compare_data.py; notebooks/02_compare.ipynb reads it too).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from compare_data import METHODS, ROOT, quick_command, quick_env
 
 from talking_faces.cli import main
 from talking_faces.compare.config import load_compare_config
@@ -27,9 +26,7 @@ from talking_faces.compare.report import SMOKE_TITLE
 from talking_faces.compare.runner import read_events, time_left
 from talking_faces.results import load_results
 
-ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = "experiments/compare/synthetic.yaml"
-METHODS = ("ldm", "davs", "amie")
 REFERENCES = ("ground-truth", "static", "shuffled")
 
 
@@ -191,65 +188,6 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
 
 
 # ------------------------------------------------------------------------------ quick run
-def _env() -> dict[str, str]:
-    return {**os.environ, "TALKING_FACES_QUIET": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "talking_faces", "compare", "--quick", "--out", str(out), *extra]
-
-
-def _kill_now(out: Path, events: list[dict]) -> bool:
-    """A stage finished and a later one runs: a fit with a checkpoint written (so the rerun
-    resumes it), or, once every fit is done, any stage."""
-    finished = {e["stage"] for e in events if e["event"] == "finish"}
-    running = {e["stage"] for e in events if e["event"] == "start"} - finished
-    if not finished or not running:
-        return False
-    for stage in running:
-        if stage.startswith("fit-"):
-            ckpt = out / "work" / "runs" / stage[4:] / "checkpoints" / "last.ckpt"
-            if ckpt.is_file():
-                return True
-    return all(f"fit-{m}" in finished for m in METHODS)
-
-
-@pytest.fixture(scope="session")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The report folder of ``compare --quick``, killed midway and rerun (module docstring)."""
-    base = tmp_path_factory.getbasetemp() / "compare_quick"
-    out = base / "report"
-    if (base / "done").exists():
-        return out
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / "first.log", "w") as log:
-        proc = subprocess.Popen(
-            _command(out),
-            cwd=ROOT,
-            env=_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed whole below
-        )
-        deadline = time.monotonic() + 600
-        try:
-            while not _kill_now(out, read_events(out)):
-                assert proc.poll() is None, (
-                    f"compare ended early: {(base / 'first.log').read_text()}"
-                )
-                assert time.monotonic() < deadline, "no stage finished in 10 minutes"
-                time.sleep(0.1)
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    (base / "before_kill.json").write_text(json.dumps(read_events(out)))
-    rerun = subprocess.run(_command(out), cwd=ROOT, env=_env(), capture_output=True, text=True)
-    (base / "rerun.log").write_text(rerun.stdout + "\n" + rerun.stderr)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    (base / "done").write_text("ok\n")
-    return out
-
-
 @pytest.mark.slow
 def test_killed_quick_run_finishes_with_no_stage_run_twice(quick_run: Path) -> None:
     before = json.loads((quick_run.parent / "before_kill.json").read_text())
@@ -286,7 +224,8 @@ def test_quick_report_folder(quick_run: Path) -> None:
     rows = {ln.split("|")[2].strip() for ln in md.splitlines() if ln.startswith("| ")}
     assert set(METHODS) | set(REFERENCES) <= rows
     page = (quick_run / "leaderboard.html").read_text()
-    assert f"<title>talking_faces leaderboard: {SMOKE_TITLE}</title>" in page
+    assert f"<title>Leaderboard: {SMOKE_TITLE}</title>" in page
+    assert f"<h1>Leaderboard: {SMOKE_TITLE}</h1>" in page and 'class="note banner"' in page
     with open(quick_run / "leaderboard.csv", newline="") as f:
         labels = {r["label"] for r in csv.DictReader(f)}
     assert set(METHODS) | set(REFERENCES) <= labels
@@ -330,7 +269,9 @@ def test_quick_report_folder(quick_run: Path) -> None:
 @pytest.mark.slow
 def test_rerun_of_a_finished_compare_runs_nothing(quick_run: Path) -> None:
     mtimes = {p: p.stat().st_mtime for p in quick_run.glob("leaderboard.*")}
-    proc = subprocess.run(_command(quick_run), cwd=ROOT, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        quick_command(quick_run), cwd=ROOT, env=quick_env(), capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(15 done before, 0 to run)" in proc.stderr
     assert {p: p.stat().st_mtime for p in quick_run.glob("leaderboard.*")} == mtimes
@@ -338,9 +279,9 @@ def test_rerun_of_a_finished_compare_runs_nothing(quick_run: Path) -> None:
     assert {e["event"] for e in read_events(quick_run) if e["invocation"] == last} == {"skip"}
     # a new budget for one method: only its stages and what follows them would run
     proc = subprocess.run(
-        _command(quick_run, "methods.davs.max_steps=13", "--dry-run"),
+        quick_command(quick_run, "methods.davs.max_steps=13", "--dry-run"),
         cwd=ROOT,
-        env=_env(),
+        env=quick_env(),
         capture_output=True,
         text=True,
     )
@@ -359,7 +300,7 @@ def _rerun_elsewhere(quick_run: Path, stage: str, tmp_path: Path, flag: str) -> 
     proc = subprocess.run(
         [sys.executable, "-m", "talking_faces", *argv],
         cwd=ROOT,
-        env=_env(),
+        env=quick_env(),
         capture_output=True,
         text=True,
     )

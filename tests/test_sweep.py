@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweep_data import ROOT, SMOKE, SWEEP, before_kill, ldm_beta_sweep, sweep_command, sweep_env
+from sweep_data import ROOT, SMOKE, SWEEP, before_kill, sweep_command, sweep_env
 
 from talking_faces.cli import main
 from talking_faces.errors import UserError
@@ -37,11 +37,6 @@ CONFIGS = [
 def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sweep files name configs relative to the folder the sweep runs from: the repository."""
     monkeypatch.chdir(ROOT)
-
-
-@pytest.fixture(scope="session")
-def sweep_dir(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> Path:
-    return ldm_beta_sweep(tmp_path_factory, trained)
 
 
 def write_sweep(path: Path, **changes) -> Path:
