@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,26 @@ def kill_after_checkpoint(args: list[str], last: Path, env: dict[str, str] | Non
         _, err = proc.communicate()
     assert last.exists(), err[-2000:]
     return int(load_checkpoint(last)["global_step"])
+
+
+def uninterrupted_and_resumed(
+    args_for: Callable[..., list[str]], out: Path, steps: int, *extra: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Checkpoints of the same ``steps``-step run done twice: uninterrupted (run ``ref``), and
+    SIGKILLed part-way after a checkpoint then resumed with ``ckpt_path=last`` (run ``killed``).
+
+    ``args_for(out, name, *extra)`` gives a run's fit arguments."""
+    from talking_faces.cli import main
+
+    assert main(args_for(out, "ref", f"trainer.max_steps={steps}", *extra)) == 0
+    ref = load_checkpoint(out / "ref/checkpoints/last.ckpt")
+    args = args_for(out, "killed", f"trainer.max_steps={steps}", *extra)
+    last = out / "killed/checkpoints/last.ckpt"
+    assert 0 < kill_after_checkpoint(args, last) < steps, "the run must be killed part-way"
+    assert main([*args, "ckpt_path=last"]) == 0
+    return ref, load_checkpoint(last)
+
+
+def assert_same_weights(ref: dict[str, Any], got: dict[str, Any], atol: float = 1e-5) -> None:
+    for name, value in ref["state_dict"].items():
+        torch.testing.assert_close(got["state_dict"][name], value, atol=atol, rtol=0, msg=name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ import torch
 from run_helpers import (
     CLI,
     EXP,
+    assert_same_weights,
     cli_env,
     column,
-    kill_after_checkpoint,
-    load_checkpoint,
     read_metrics,
+    uninterrupted_and_resumed,
 )
 from torch import nn
 
@@ -226,23 +227,13 @@ def test_perceptual_network_errors_name_what_is_missing(
 @pytest.mark.slow
 def test_resume_with_the_estimator_matches_uninterrupted_run(trained: Path, tmp_path: Path) -> None:
     """Exact resume with three optimizers and MINE's moving average (mi_bound dv)."""
-    extra = [
-        "trainer.val_check_interval=4",
-        "checkpoint.every_n_train_steps=2",
-        "model.mi_bound=dv",
-    ]
+    extra = ["trainer.val_check_interval=4", "checkpoint.every_n_train_steps=2"]
+    extra.append("model.mi_bound=dv")
     n = 8
-    assert main(fit_args(trained, tmp_path, "ref", f"trainer.max_steps={n}", *extra)) == 0
-    ref = load_checkpoint(tmp_path / "ref/checkpoints/last.ckpt")
-    args = fit_args(trained, tmp_path, "killed", f"trainer.max_steps={n}", *extra)
-    last = tmp_path / "killed/checkpoints/last.ckpt"
-    assert 0 < kill_after_checkpoint(args, last) < n
-    assert main([*args, "ckpt_path=last"]) == 0
-    got = load_checkpoint(last)
+    ref, got = uninterrupted_and_resumed(partial(fit_args, trained), tmp_path, n, *extra)
     assert got["global_step"] == n and len(got["optimizer_states"]) == 3
     assert "mi_average.value" in got["state_dict"]
-    for name, value in ref["state_dict"].items():
-        torch.testing.assert_close(got["state_dict"][name], value, atol=1e-5, rtol=0, msg=name)
+    assert_same_weights(ref, got)
 
 
 @pytest.mark.slow

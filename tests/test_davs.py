@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,12 @@ import torch
 from run_helpers import (
     CLI,
     EXP,
+    assert_same_weights,
     cli_env,
     column,
-    kill_after_checkpoint,
     load_checkpoint,
     read_metrics,
+    uninterrupted_and_resumed,
 )
 
 from talking_faces.cli import main
@@ -252,17 +254,9 @@ def test_resume_after_kill_matches_uninterrupted_run(prepared_grid: Path, tmp_pa
         "model.lr_schedule=linear",
     ]
     n = 8
-    assert main(fit_args(prepared_grid, tmp_path, "ref", f"trainer.max_steps={n}", *extra)) == 0
-    ref = load_checkpoint(tmp_path / "ref/checkpoints/last.ckpt")
-
-    args = fit_args(prepared_grid, tmp_path, "killed", f"trainer.max_steps={n}", *extra)
-    last = tmp_path / "killed/checkpoints/last.ckpt"
-    assert 0 < kill_after_checkpoint(args, last) < n
-    assert main([*args, "ckpt_path=last"]) == 0
-    got = load_checkpoint(last)
+    ref, got = uninterrupted_and_resumed(partial(fit_args, prepared_grid), tmp_path, n, *extra)
     assert got["global_step"] == n
-    for name, value in ref["state_dict"].items():
-        torch.testing.assert_close(got["state_dict"][name], value, atol=1e-5, rtol=0, msg=name)
+    assert_same_weights(ref, got)
     for a, b in zip(ref["optimizer_states"], got["optimizer_states"], strict=True):
         for (ka, sa), (_, sb) in zip(a["state"].items(), b["state"].items(), strict=True):
             torch.testing.assert_close(sa["exp_avg"], sb["exp_avg"], atol=1e-5, rtol=0, msg=ka)
