@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from talking_faces.commands.sweep import IntermixedParser  # options among positionals
+from talking_faces.commands.sweep import register_intermixed  # options among positionals
 from talking_faces.errors import UserError
 
 EPILOG = """\
@@ -35,12 +35,7 @@ numbers as a smoke run, not a comparison.
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    base = sub._parser_class  # the CLI's parser class (one-line errors); argparse has no hook
-    sub._parser_class = type("CompareParser", (IntermixedParser, base), {})
-    try:
-        return _register(sub)
-    finally:
-        sub._parser_class = base
+    return register_intermixed(sub, _register)
 
 
 def _register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ with its run folder and results JSON; summary.md and summary.csv, best configura
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from talking_faces.errors import UserError
@@ -50,13 +51,22 @@ class IntermixedParser(argparse.ArgumentParser):
             self._inner = False
 
 
-def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    base = sub._parser_class  # the CLI's parser class (one-line errors); argparse has no hook
-    sub._parser_class = type("SweepParser", (IntermixedParser, base), {})
+def register_intermixed(
+    sub: argparse._SubParsersAction,
+    build: Callable[[argparse._SubParsersAction], argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """``build(sub)`` with the subcommand's parser an :class:`IntermixedParser` of the CLI's
+    parser class (one-line errors); argparse has no hook for a subparser's class."""
+    base = sub._parser_class
+    sub._parser_class = type(f"Intermixed{base.__name__}", (IntermixedParser, base), {})
     try:
-        return _register(sub)
+        return build(sub)
     finally:
         sub._parser_class = base
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return register_intermixed(sub, _register)
 
 
 def _register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
