@@ -3,9 +3,10 @@ paired test over the test pairs against the ``full`` row for each ranking metric
 
 The leaderboard tests every row against the best one on the protocol's primary metric; the
 paper's Table 3 reads each row against the full model, so this script builds the same leaderboard
-group (:func:`talking_faces.leaderboard.build_leaderboard`: seeds merged, per-pair seed means) and
-runs the leaderboard's own paired test (:func:`talking_faces.leaderboard.paired_test`, two-sided
-Wilcoxon signed-rank over pairs) of each row against ``full``, per metric.
+group (:func:`talking_faces.reporting.leaderboard.build_leaderboard`: seeds merged, per-pair seed
+means) and runs the leaderboard's own paired test
+(:func:`talking_faces.reporting.leaderboard.paired_test`, two-sided Wilcoxon signed-rank over pairs)
+of each row against ``full``, per metric.
 
     .venv/bin/python benchmarks/amie_ablation.py runs/sweeps/amie_ablation runs/sweeps/beta_refs
 
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from talking_faces.leaderboard import build_leaderboard, paired_test  # noqa: E402
+from talking_faces.reporting.leaderboard import build_leaderboard, paired_test  # noqa: E402
 
 ORDER = ["baseline", "mi", "da", "da_mine", "da_mine_asym", "da_mine_js", "full"]
 METRICS = ["lmd", "lse_c", "lse_d", "psnr", "ssim"]

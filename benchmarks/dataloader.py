@@ -176,8 +176,8 @@ def ceilings(prep: Path, frames_per_clip: int) -> dict[str, Any]:
 
 def make_prepared(args: argparse.Namespace, tmp: Path) -> tuple[Path, dict[str, Any], int]:
     """Synthesize and prepare the corpus; return the folder, prepare timings, frames per clip."""
-    from talking_faces.preprocess.pipeline import PrepareOptions, prepare
-    from talking_faces.synthetic.corpus import write_corpus
+    from talking_faces.data.prepare.pipeline import PrepareOptions, prepare
+    from talking_faces.data.synthetic.corpus import write_corpus
 
     raw, prep = tmp / "raw", tmp / "prep"
     corpus = write_corpus(

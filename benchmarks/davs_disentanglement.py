@@ -84,7 +84,7 @@ def probe(train: dict, test: dict, code: str, label: str) -> dict:
 
 @torch.no_grad()
 def identity_swaps(model, prepared: PreparedDataset, audio: dict, pairs: int) -> dict:
-    from talking_faces.evaluate import build_scorers
+    from talking_faces.evaluation.evaluate import build_scorers
     from talking_faces.metrics import MetricSuite
 
     scorers = build_scorers("synthetic", prepared.root)

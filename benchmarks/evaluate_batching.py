@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from throughput import build, preset_path
 
-    from talking_faces.cli import main as cli
+    from talking_faces.cli.main import main as cli
     from talking_faces.models import MODELS
     from talking_faces.utils.io import write_json_atomic
 

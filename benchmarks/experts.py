@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TALKING_FACES_QUIET", "1")
 
-    from talking_faces.cli import main as cli
+    from talking_faces.cli.main import main as cli
 
     raw, prep, runs = args.work / "raw", args.work / "prep", args.work / "runs"
     timings: dict[str, float] = {}

@@ -52,7 +52,7 @@ def decode(video: Path, audio: Path):
 
 
 def synth_clips(out: Path, clips: int) -> list[tuple[str, Path, Path]]:
-    from talking_faces.cli import main
+    from talking_faces.cli.main import main
 
     found = []
     lrw = out / "lrw"

@@ -3,7 +3,8 @@ real time, on 2 CPU cores at 128 px).
 
 Two figures on a prepared synthetic dataset whose experts are in ``PREP/experts/``:
 
-- end to end: ``talking_faces.evaluate.evaluate`` on the ground-truth baseline (reading the test
+- end to end: ``talking_faces.evaluation.evaluate.evaluate`` on the ground-truth baseline (reading
+the test
   pairs, the landmark expert on the real frames twice -- as the "generated" and as the reference
   clip --, SyncNet expert LSE with vshift 15, PSNR, SSIM, CPBD; LPIPS too with ``--lpips``), frames
   scored per wall-clock second and per CPU-second of the process;
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def build_dataset(folder: Path, steps: int) -> Path:
-    from talking_faces.cli import main
+    from talking_faces.cli.main import main
 
     raw, prep = folder / "raw", folder / "prep"
     if not (prep / "meta.json").exists():
@@ -77,7 +78,7 @@ def per_metric(prep: Path, protocol_name: str, clips: int, seconds: float) -> li
 
     from talking_faces.data.batch import collate_batch
     from talking_faces.data.dataset import PreparedDataset, WindowConfig
-    from talking_faces.evaluate import build_scorers, pair_dataset
+    from talking_faces.evaluation.evaluate import build_scorers, pair_dataset
     from talking_faces.metrics import MetricSuite, Protocol
 
     scorers = build_scorers(protocol_name, str(prep))
@@ -126,7 +127,7 @@ def per_metric(prep: Path, protocol_name: str, clips: int, seconds: float) -> li
 
 
 def end_to_end(prep: Path, protocol_name: str, out: Path, batch_size: int) -> dict:
-    from talking_faces.evaluate import EvaluationRequest, evaluate
+    from talking_faces.evaluation.evaluate import EvaluationRequest, evaluate
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     req = EvaluationRequest(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from talking_faces import __version__
-from talking_faces.synthetic.corpus import FPS, GRID_FRAMES, write_corpus
+from talking_faces.data.synthetic.corpus import FPS, GRID_FRAMES, write_corpus
 from talking_faces.utils.io import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"

@@ -158,7 +158,7 @@ def build(name: str, preset: str, size: int, window: int, features: int):
     from omegaconf import OmegaConf
 
     from talking_faces.models import MODELS
-    from talking_faces.runconfig import load_config
+    from talking_faces.training.runconfig import load_config
 
     cfg = load_config([str(preset_path(name, preset))]).model
     overrides = {"image_size": size}
@@ -200,7 +200,7 @@ def perceptual_net(model, size: int) -> Iterator[str | None]:
         return
     if kind == "landmarks":
         from talking_faces.experts.landmarks import LandmarkExpert
-        from talking_faces.runconfig import load_config
+        from talking_faces.training.runconfig import load_config
 
         preset = ROOT / "experiments" / "experts" / "landmarks.yaml"
         width = int(load_config([str(preset)]).model.width)
@@ -693,7 +693,7 @@ def _size(name: str, preset: str, size: str) -> int:
     """``size`` in pixels; ``preset``: the preset's own ``image_size``."""
     if size != "preset":
         return int(size)
-    from talking_faces.runconfig import load_config
+    from talking_faces.training.runconfig import load_config
 
     return int(load_config([str(preset_path(name, preset))]).model.image_size)
 

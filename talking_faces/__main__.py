@@ -1,5 +1,5 @@
 import sys
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 
 sys.exit(main())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from talking_faces.compare.runner import read_events
+from talking_faces.orchestration.compare.runner import read_events
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("ldm", "davs", "amie")

@@ -20,7 +20,7 @@ from expert_data import trained_dataset
 from s3_server import S3Server, start_server
 from sweep_data import ldm_beta_sweep
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 
 #: corpus: 4 speakers x 8 clips of 3 s at 128 px, prepared at 64 px (train 24, val 4, test 4)
 SPEAKERS, CLIPS, RAW_SIZE, PREP_SIZE = 4, 8, 128, 64

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from talking_faces.preprocess.landmarks import fan_weight_files
+from talking_faces.data.prepare.landmarks import fan_weight_files
 
 
 def s3fd_state(finds_a_face: bool) -> dict[str, torch.Tensor]:

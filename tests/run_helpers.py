@@ -92,7 +92,7 @@ def uninterrupted_and_resumed(
     SIGKILLed part-way after a checkpoint then resumed with ``ckpt_path=last`` (run ``killed``).
 
     ``args_for(out, name, *extra)`` gives a run's fit arguments."""
-    from talking_faces.cli import main
+    from talking_faces.cli.main import main
 
     assert main(args_for(out, "ref", f"trainer.max_steps={steps}", *extra)) == 0
     ref = load_checkpoint(out / "ref/checkpoints/last.ckpt")

@@ -103,7 +103,7 @@ def upload_prepared(variables: dict[str, str], raw: Path, prep: Path, url: str) 
     ``talking-faces prepare RAW URL ... --staging PREP``. A second call sends nothing."""
     import pytest
 
-    from talking_faces.cli import main
+    from talking_faces.cli.main import main
 
     args = ["prepare", str(raw), url, "--layout", "grid", "--landmarks", "sidecar", "--size", "64"]
     with pytest.MonkeyPatch.context() as mp:

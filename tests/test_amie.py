@@ -23,7 +23,7 @@ from run_helpers import (
 )
 from torch import nn
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.errors import UserError
 from talking_faces.models import load_model
 from talking_faces.models.amie import AMIE
@@ -35,7 +35,7 @@ from talking_faces.nn.mutual_information import (
     infonce_bound,
     js_bound,
 )
-from talking_faces.runconfig import load_config
+from talking_faces.training.runconfig import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

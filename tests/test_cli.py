@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from talking_faces import __version__
-from talking_faces.cli import COMMANDS, main
+from talking_faces.cli.main import COMMANDS, main
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,7 +71,7 @@ NO_TORCH_ERRORS = [
 def test_user_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
-        "from talking_faces.cli import main\n"
+        "from talking_faces.cli.main import main\n"
         "codes = [main(argv) for argv in json.loads(sys.argv[1])]\n"
         "print(json.dumps({'codes': codes, 'torch': 'torch' in sys.modules}))\n"
     )

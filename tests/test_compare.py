@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from compare_data import METHODS, ROOT, quick_command, quick_env
 
-from talking_faces.cli import main
-from talking_faces.compare.config import load_compare_config
-from talking_faces.compare.plan import build_plan
-from talking_faces.compare.report import SMOKE_TITLE
-from talking_faces.compare.runner import read_events, time_left
-from talking_faces.results import load_results
+from talking_faces.cli.main import main
+from talking_faces.evaluation.results import load_results
+from talking_faces.orchestration.compare.config import load_compare_config
+from talking_faces.orchestration.compare.plan import build_plan
+from talking_faces.orchestration.compare.report import SMOKE_TITLE
+from talking_faces.orchestration.compare.runner import read_events, time_left
 
 SYNTHETIC = "experiments/compare/synthetic.yaml"
 REFERENCES = ("ground-truth", "static", "shuffled")
@@ -125,7 +125,7 @@ def test_bad_configs_and_arguments_are_one_line(
 def test_config_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
     script = (
         "import sys\n"
-        "from talking_faces.cli import main\n"
+        "from talking_faces.cli.main import main\n"
         "codes = [main(['compare', 'experiments/compare/grid.yaml']),\n"
         "         main(['compare', 'experiments/compare/lrw.yaml', 'raw=/nowhere']),\n"
         "         main(['compare', 'methods.ldm.max_step=3'])]\n"

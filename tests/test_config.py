@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from talking_faces.cli import main
-from talking_faces.config import require_complete
+from talking_faces.cli.main import main
+from talking_faces.config.schema import require_complete
 from talking_faces.errors import UserError
 from talking_faces.models import MODELS
 from talking_faces.models.ldm import LDMConfig
-from talking_faces.runconfig import load_config
+from talking_faces.training.runconfig import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"

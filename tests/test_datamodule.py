@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from talking_faces.data import BATCH_KEYS, TalkingFaceDataModule, collate_batch
+from talking_faces.data.clips import ProcessedClip, RawClip
 from talking_faces.data.dataset import (
     ClipWindowDataset,
     PreparedDataset,
@@ -24,11 +25,10 @@ from talking_faces.data.dataset import (
     decode_frames,
     word_at,
 )
+from talking_faces.data.prepare import writer as W
+from talking_faces.data.prepare.pipeline import PrepareOptions, write_dataset
+from talking_faces.data.prepare.splits import SplitItem, assign_splits
 from talking_faces.errors import UserError
-from talking_faces.preprocess import writer as W
-from talking_faces.preprocess.pipeline import PrepareOptions, write_dataset
-from talking_faces.preprocess.splits import SplitItem, assign_splits
-from talking_faces.preprocess.types import ProcessedClip, RawClip
 from talking_faces.utils.io import sha256_json
 
 SIZE = 32

@@ -26,7 +26,7 @@ from run_helpers import (
     uninterrupted_and_resumed,
 )
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.errors import UserError
 from talking_faces.models import load_model
 from talking_faces.models.davs import DAVS, retrieval_scores
@@ -36,7 +36,7 @@ from talking_faces.nn.discriminators import (
     SequenceDiscriminator,
 )
 from talking_faces.nn.gan import GANLoss
-from talking_faces.runconfig import load_config
+from talking_faces.training.runconfig import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

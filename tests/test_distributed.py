@@ -4,7 +4,7 @@ One uninterrupted 2-process run of tiny ldm on the ``trained`` dataset (24 train
 rank, 6 steps an epoch) is the reference the other runs must equal, weight for weight:
 
 - the same run killed with SIGKILL after a checkpoint and resumed with ``ckpt_path=last`` (every
-  rank's training-noise generator comes back: talking_faces/resume.py);
+  rank's training-noise generator comes back: talking_faces/training/resume.py);
 - the same run as 2 nodes x 1 process, two ``torchrun`` launches on this machine meeting on
   127.0.0.1 (both ranks must have trained for the weights to match);
 - the same run reading the dataset from a local S3 server (moto), each rank streaming its own half
@@ -34,9 +34,9 @@ import torch.multiprocessing as mp
 from run_helpers import CLI, cli_env, column, load_checkpoint, read_metrics
 from s3_server import S3Server, upload_prepared
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.models import load_model
-from talking_faces.resume import STATES_KEY
+from talking_faces.training.resume import STATES_KEY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

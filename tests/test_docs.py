@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: files other engineers are editing right now; left out of the notes check until the lead
 #: removes them from this list (a prefix ending in "/" covers a folder)
 NOTES_CHECK_EXCLUDED: tuple[str, ...] = (
-    "talking_faces/compare/",
+    "talking_faces/orchestration/compare/",
     "talking_faces/data/",
-    "talking_faces/preprocess/writer.py",
-    "talking_faces/preprocess/pipeline.py",
-    "talking_faces/evaluate.py",
-    "talking_faces/commands/evaluate.py",
+    "talking_faces/data/prepare/writer.py",
+    "talking_faces/data/prepare/pipeline.py",
+    "talking_faces/evaluation/evaluate.py",
+    "talking_faces/cli/evaluate.py",
 )
 #: the design notes outside the repository, spelled in parts so that this file does not name them
 OUTSIDE_NOTES: tuple[str, ...] = tuple(f"{stem}.md" for stem in ("DESIGN", "PAPERS", "STYLE"))

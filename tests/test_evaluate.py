@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from talking_faces.baselines import derangement, shift_waveform
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.errors import UserError
-from talking_faces.evaluate import length_batches
-from talking_faces.metrics.sync import syncnet_mfcc
-from talking_faces.results import (
+from talking_faces.evaluation.baselines import derangement, shift_waveform
+from talking_faces.evaluation.evaluate import length_batches
+from talking_faces.evaluation.results import (
     REQUIRED_FIELDS,
     check_comparable,
     comparable,
     group_results,
     load_results,
 )
+from talking_faces.metrics.sync import syncnet_mfcc
 from talking_faces.utils.io import sha256_file
 
 PROTOCOL = "synthetic"  # the default protocol without LPIPS (no AlexNet weights offline)

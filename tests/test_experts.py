@@ -142,7 +142,7 @@ def test_augmentation_moves_landmarks_with_the_pixels() -> None:
 
 
 def test_experts_registry_and_configs_load() -> None:
-    from talking_faces.runconfig import load_config
+    from talking_faces.training.runconfig import load_config
 
     root = Path(__file__).resolve().parents[1]
     for name in EXPERTS:

@@ -16,7 +16,7 @@ import torch
 import yaml
 from run_helpers import CLI, cli_env, column, kill_after_checkpoint, load_checkpoint, read_metrics
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.models import load_model
 from talking_faces.models.ldm import LDM
 
@@ -297,8 +297,8 @@ def test_shared_test_and_predict_steps(prepared_grid: Path, tmp_path: Path) -> N
 
     from talking_faces.data import TalkingFaceDataModule
     from talking_faces.experts.landmarks import LandmarkExpert
-    from talking_faces.run import build_datamodule
-    from talking_faces.runconfig import load_config
+    from talking_faces.training.fit import build_datamodule
+    from talking_faces.training.runconfig import load_config
 
     cfg = load_config(CONFIGS, [f"data.root={prepared_grid}", "data.num_workers=0"])
     cfg.data.num_frames, cfg.data.batch_size = 4, 2

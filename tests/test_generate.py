@@ -21,9 +21,9 @@ from fan_weights import write_fan_hubs
 from PIL import Image
 from scipy.signal import resample_poly
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.errors import UserError
-from talking_faces.generate import GenerateRequest, face_crop, generate, load_method
+from talking_faces.inference.generate import GenerateRequest, face_crop, generate, load_method
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [

@@ -16,11 +16,11 @@ import pytest
 import torch
 from fan_weights import write_fan_hubs
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
+from talking_faces.data.clips import ClipSkipped, RawClip
+from talking_faces.data.prepare.clip import ClipConfig, process_clip
+from talking_faces.data.prepare.landmarks import FANLandmarks, create_backend, fan_weight_files
 from talking_faces.errors import MissingWeightsError
-from talking_faces.preprocess.clip import ClipConfig, process_clip
-from talking_faces.preprocess.landmarks import FANLandmarks, create_backend, fan_weight_files
-from talking_faces.preprocess.types import ClipSkipped, RawClip
 from talking_faces.utils.io import sha256_file, sha256_json
 
 pytestmark = pytest.mark.slow

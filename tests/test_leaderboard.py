@@ -14,10 +14,11 @@ import yaml
 from browser import CHROMIUM, open_page
 from sweep_data import ROOT, ldm_beta_sweep
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.errors import UserError
-from talking_faces.evaluate import load_protocol_file
-from talking_faces.leaderboard import (
+from talking_faces.evaluation.evaluate import load_protocol_file
+from talking_faces.evaluation.results import RESULTS_FORMAT, protocol_sha256, validate_results
+from talking_faces.reporting.leaderboard import (
     bootstrap_ci,
     build_leaderboard,
     load_reported,
@@ -25,7 +26,6 @@ from talking_faces.leaderboard import (
     to_csv,
     to_markdown,
 )
-from talking_faces.results import RESULTS_FORMAT, protocol_sha256, validate_results
 
 #: a cheap protocol: LMD only (no SyncNet, no CPBD), at another resolution
 LMD_ONLY = {

@@ -19,7 +19,7 @@ from talking_faces.models.ldm import LDM
 from talking_faces.nn.audio import AudioEncoder
 from talking_faces.nn.recurrent import LSTM, GaussianLSTM, gaussian_kl
 from talking_faces.nn.vgg import VGGDecoder, VGGEncoder
-from talking_faces.runconfig import load_config
+from talking_faces.training.runconfig import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"

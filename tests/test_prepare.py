@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.data import BATCH_KEYS, TalkingFaceDataModule
 
 pytestmark = pytest.mark.slow
@@ -130,7 +130,7 @@ def lrw_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_grid_end_to_end(grid_raw: Path, grid_prep: Path) -> None:
-    from talking_faces.preprocess.readers import alignment_words, read_grid_alignment
+    from talking_faces.data.sources.readers import alignment_words, read_grid_alignment
 
     meta = json.loads((grid_prep / "meta.json").read_text())
     for key in ("version", "layout", "source", "size", "fps", "sample_rate", "landmarks"):

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
+from talking_faces.data.clips import ClipSkipped, RawClip
+from talking_faces.data.prepare import align, audio, landmarks
+from talking_faces.data.prepare.clip import ClipConfig, feature_params, process_clip
+from talking_faces.data.prepare.video import decode_clip
+from talking_faces.data.sources.readers import read_grid_alignment, read_layout, source_sha256
+from talking_faces.data.synthetic.lexicon import words_from_utterance
 from talking_faces.errors import UserError
-from talking_faces.preprocess import align, audio, landmarks
-from talking_faces.preprocess.clip import ClipConfig, feature_params, process_clip
-from talking_faces.preprocess.readers import read_grid_alignment, read_layout, source_sha256
-from talking_faces.preprocess.types import ClipSkipped, RawClip
-from talking_faces.preprocess.video import decode_clip
-from talking_faces.synthetic.lexicon import words_from_utterance
 from talking_faces.utils.io import sha256_file
 
 # ----------------------------------------------------------------------------- file makers

@@ -14,8 +14,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from talking_faces.callbacks import StepCheckpoint
-from talking_faces.loggers import RunCSVLogger
+from talking_faces.training.callbacks import StepCheckpoint
+from talking_faces.training.loggers import RunCSVLogger
 
 
 class _Regression(L.LightningModule):

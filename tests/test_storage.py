@@ -17,9 +17,8 @@ import pytest
 import torch
 from s3_server import S3Server, upload_prepared
 
-from talking_faces import storage
-from talking_faces.cli import main
-from talking_faces.data import dataset
+from talking_faces.cli.main import main
+from talking_faces.data import dataset, storage
 from talking_faces.data.dataset import PreparedDataset, WindowConfig
 from talking_faces.errors import UserError
 

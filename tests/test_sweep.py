@@ -14,10 +14,10 @@ import pytest
 import yaml
 from sweep_data import ROOT, SMOKE, SWEEP, before_kill, sweep_command, sweep_env
 
-from talking_faces.cli import main
+from talking_faces.cli.main import main
 from talking_faces.errors import UserError
-from talking_faces.results import load_results
-from talking_faces.sweep.spec import (
+from talking_faces.evaluation.results import load_results
+from talking_faces.orchestration.sweep.spec import (
     load_sweep,
     plan_configurations,
     plan_trials,
@@ -177,7 +177,7 @@ def test_a_mistyped_override_fails_before_any_trial(tmp_path: Path, trained: Pat
 
 
 def test_sweep_folder_belongs_to_one_plan(tmp_path: Path) -> None:
-    from talking_faces.sweep.runner import open_state
+    from talking_faces.orchestration.sweep.runner import open_state
 
     spec = load_sweep(SWEEP, data=str(tmp_path / "prep"))
     open_state(spec, tmp_path, ["trainer.max_steps=5"], "local", plan_trials(spec))
@@ -287,8 +287,8 @@ def test_a_rerun_of_a_finished_sweep_runs_nothing(sweep_dir: Path, trained: Path
 def test_submitit_and_wandb_agent_run_the_same_trial(
     sweep_dir: Path, trained: Path, tmp_path: Path
 ) -> None:
-    from talking_faces.sweep.executors import SweepProgress, run_submitit
-    from talking_faces.sweep.runner import trial_job
+    from talking_faces.orchestration.sweep.executors import SweepProgress, run_submitit
+    from talking_faces.orchestration.sweep.runner import trial_job
 
     spec = load_sweep(SWEEP, data=str(trained))
     # a trial that ran uninterrupted in the local sweep

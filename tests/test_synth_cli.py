@@ -15,9 +15,9 @@ import av
 import numpy as np
 import pytest
 
-from talking_faces.cli import main
-from talking_faces.synthetic import lexicon
-from talking_faces.synthetic.face import MOUTH_INTERIOR, inner_lip_opening, speaker_style
+from talking_faces.cli.main import main
+from talking_faces.data.synthetic import lexicon
+from talking_faces.data.synthetic.face import MOUTH_INTERIOR, inner_lip_opening, speaker_style
 from talking_faces.utils.io import TMP_PREFIX
 
 SIZE = 128

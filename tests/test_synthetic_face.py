@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from talking_faces.synthetic import corpus, lexicon, speech
-from talking_faces.synthetic.face import (
+from talking_faces.data.synthetic import corpus, lexicon, speech
+from talking_faces.data.synthetic.face import (
     FaceRenderer,
     FaceState,
     eye_opening,
@@ -17,7 +17,12 @@ from talking_faces.synthetic.face import (
     inner_lip_opening,
     speaker_style,
 )
-from talking_faces.synthetic.motion import MAX_ROTATION, MAX_SCALE, MAX_TRANSLATION, random_motion
+from talking_faces.data.synthetic.motion import (
+    MAX_ROTATION,
+    MAX_SCALE,
+    MAX_TRANSLATION,
+    random_motion,
+)
 
 SIZE = 256
 STATES = {

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from talking_faces.synthetic import speech
-from talking_faces.synthetic.lexicon import (
+from talking_faces.data.synthetic import speech
+from talking_faces.data.synthetic.lexicon import (
     GRID_GRAMMAR,
     LEXICON,
     PHONEMES,
@@ -18,7 +18,7 @@ from talking_faces.synthetic.lexicon import (
     utterance_name,
     words_from_utterance,
 )
-from talking_faces.synthetic.speech import (
+from talking_faces.data.synthetic.speech import (
     SAMPLE_RATE,
     Phone,
     Voice,
@@ -26,7 +26,7 @@ from talking_faces.synthetic.speech import (
     speaker_voice,
     synthesize,
 )
-from talking_faces.synthetic.visemes import VISEMES, mouth_track
+from talking_faces.data.synthetic.visemes import VISEMES, mouth_track
 
 SR = SAMPLE_RATE
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "EY", "IH", "IY", "OW", "UW"}

@@ -54,10 +54,10 @@ import torch
 from litdata import StreamingDataset
 from torchvision.io import decode_jpeg
 
-from talking_faces import storage
+from talking_faces.data import storage
+from talking_faces.data.clips import FEATURES_PER_FRAME, SAMPLES_PER_FRAME
+from talking_faces.data.format import jpeg_offsets
 from talking_faces.errors import UserError
-from talking_faces.preprocess.types import FEATURES_PER_FRAME, SAMPLES_PER_FRAME
-from talking_faces.preprocess.writer import jpeg_offsets
 
 IDENTITY_MODES: tuple[str, ...] = ("random", "first", "other-clip")
 AUDIO_FEATURES: tuple[str, ...] = ("mfcc", "logmel")
@@ -79,7 +79,7 @@ def join_root(root: str | Path, *parts: str) -> str:
 
 def read_root_text(root: str | Path, name: str) -> str:
     """Text of file ``name`` of a prepared dataset (a local folder, or a URL read with the
-    client LitData streams the shards with: see :mod:`talking_faces.storage`)."""
+    client LitData streams the shards with: see :mod:`talking_faces.data.storage`)."""
     path = join_root(root, name)
     try:
         if is_remote(root):

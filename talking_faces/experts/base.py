@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
-from talking_faces.config import make_config
+from talking_faces.config.schema import make_config
 from talking_faces.models.base import ModelConfig
-from talking_faces.optim import build_optimizer, build_scheduler, check_optim_config
+from talking_faces.models.optim import build_optimizer, build_scheduler, check_optim_config
 from talking_faces.utils.io import atomic_path, sha256_file, write_text_atomic
 
 #: folder inside a prepared dataset where its trained experts live

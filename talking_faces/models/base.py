@@ -31,10 +31,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from talking_faces.config import make_config
+from talking_faces.config.schema import make_config
 from talking_faces.errors import UserError
 from talking_faces.metrics import LandmarkDistance, VideoPSNR, VideoSSIM
-from talking_faces.optim import (
+from talking_faces.models.optim import (
     OptimConfig,
     build_optimizer,
     build_scheduler,
@@ -50,7 +50,7 @@ LMD_SIZE = 128
 class ModelConfig(OptimConfig):
     """Hyper-parameters every method has. Methods extend it with their own fields.
 
-    The optimizer fields come from :class:`~talking_faces.optim.OptimConfig`. ``image_size``,
+    The optimizer fields come from :class:`~talking_faces.models.optim.OptimConfig`. ``image_size``,
     ``audio_window`` and ``audio_features`` describe the data the network is built for; ``fit``
     fills them (and ``num_words`` / ``num_speakers`` where a method has them) from the prepared
     dataset when they are ``None`` and refuses a dataset that disagrees with values given
