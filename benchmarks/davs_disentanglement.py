@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from talking_faces.data.dataset import PreparedDataset, WindowConfig, clip_items
-from talking_faces.models import load_model
 from talking_faces.nn.lipread import box_mask
+from talking_faces.registry import load_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,7 +84,7 @@ def probe(train: dict, test: dict, code: str, label: str) -> dict:
 
 @torch.no_grad()
 def identity_swaps(model, prepared: PreparedDataset, audio: dict, pairs: int) -> dict:
-    from talking_faces.evaluation.evaluate import build_scorers
+    from talking_faces.evaluation.scorers import build_scorers
     from talking_faces.metrics import MetricSuite
 
     scorers = build_scorers("synthetic", prepared.root)

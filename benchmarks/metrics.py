@@ -78,7 +78,8 @@ def per_metric(prep: Path, protocol_name: str, clips: int, seconds: float) -> li
 
     from talking_faces.data.batch import collate_batch
     from talking_faces.data.dataset import PreparedDataset, WindowConfig
-    from talking_faces.evaluation.evaluate import build_scorers, pair_dataset
+    from talking_faces.evaluation.pairs import pair_dataset
+    from talking_faces.evaluation.scorers import build_scorers
     from talking_faces.metrics import MetricSuite, Protocol
 
     scorers = build_scorers(protocol_name, str(prep))

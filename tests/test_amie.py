@@ -24,8 +24,8 @@ from run_helpers import (
 from torch import nn
 
 from talking_faces.cli.main import main
+from talking_faces.config.schema import to_dict
 from talking_faces.errors import UserError
-from talking_faces.models import load_model
 from talking_faces.models.amie import AMIE
 from talking_faces.nn.mutual_information import (
     MIEstimator,
@@ -35,6 +35,7 @@ from talking_faces.nn.mutual_information import (
     infonce_bound,
     js_bound,
 )
+from talking_faces.registry import load_model
 from talking_faces.training.runconfig import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,9 +46,8 @@ def fit_args(prep: Path, out: Path, name: str, *extra: str) -> list[str]:
 
 
 def tiny_amie(**overrides) -> AMIE:
-    cfg = load_config([str(EXP / "model/amie_tiny.yaml")]).model
-    for key, value in {"image_size": 64, "audio_features": 12, **overrides}.items():
-        cfg[key] = value
+    cfg = to_dict(load_config([str(EXP / "model/amie_tiny.yaml")]))["model"]
+    cfg.update({"image_size": 64, "audio_features": 12, **overrides})
     torch.manual_seed(0)
     return AMIE(cfg)
 

@@ -30,10 +30,7 @@ SYNTHETIC = "experiments/compare/synthetic.yaml"
 REFERENCES = ("ground-truth", "static", "shuffled")
 
 
-@pytest.fixture(autouse=True)
-def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compare configs name their YAML files relative to the repository root."""
-    monkeypatch.chdir(ROOT)
+pytestmark = pytest.mark.usefixtures("repo_cwd")  # configs name experiments/... (conftest.py)
 
 
 def error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

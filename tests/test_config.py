@@ -120,6 +120,39 @@ def test_wrong_type_names_the_key() -> None:
     assert "trainer.max_steps" in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "allowed"),
+    [
+        ("checkpoint.mode=mean", "[min, max]"),
+        ("data.audio_feature=mel", "[mfcc, logmel]"),
+        ("data.audio_pad=mirror", "[edge, zero]"),
+        ("model.optimizer=adm", "[adam, adamw, rmsprop, sgd]"),
+        ("model.lr_schedule=step", "[constant, linear, cosine]"),
+    ],
+)
+def test_a_choice_outside_its_enum_names_key_and_choices(override: str, allowed: str) -> None:
+    """Closed string choices are Enums in the schemas: OmegaConf refuses any other value."""
+    with pytest.raises(UserError) as exc:
+        load_config([BASE, str(EXPERIMENTS / "model" / "ldm_tiny.yaml")], [override])
+    message = str(exc.value)
+    assert override.split("=")[0] in message and allowed in message
+    assert "\n" not in message
+
+
+def test_choices_leave_plain_strings_in_configs_and_checkpoints() -> None:
+    """An Enum choice compares as its string and is stored as one (weights_only checkpoints)."""
+    from talking_faces.config.choices import OptimizerName, plain
+    from talking_faces.config.schema import to_dict
+
+    cfg = load_config([BASE, str(EXPERIMENTS / "model" / "ldm.yaml")], ["data.root=x"])
+    assert cfg.model.optimizer == "rmsprop" and f"{cfg.model.optimizer}" == "rmsprop"
+    plain_cfg = to_dict(cfg)
+    assert type(plain_cfg["model"]["optimizer"]) is str
+    assert type(plain_cfg["checkpoint"]["mode"]) is str
+    assert plain({"a": [OptimizerName.sgd]}) == {"a": ["sgd"]}
+    assert type(plain({"a": [OptimizerName.sgd]})["a"][0]) is str
+
+
 def test_unknown_model_name_suggests() -> None:
     with pytest.raises(UserError) as exc:
         load_config([BASE], ["model.name=lmd"])

@@ -104,7 +104,10 @@ GRID_WORDS = [(2, 5, "bin"), (5, 7, "blue"), (8, 11, "at")]
 
 
 @pytest.fixture(scope="module")
-def grid_prep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ProcessedClip]]:
+def written_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ProcessedClip]]:
+    """A GRID-layout dataset written by the real writer (``build``) from made-up clips whose
+    pixels encode frame index and clip number, not by ``prepare`` (conftest's ``prepared_grid``
+    is that): 3 speakers x 4 clips and one skipped clip; with the clips by id."""
     root = tmp_path_factory.mktemp("grid")
     clips = [
         make_clip(f"s{s}/c{i}", f"s{s}", k=4 * (s - 1) + i, words=GRID_WORDS)
@@ -258,8 +261,10 @@ def test_pairs_are_seeded_same_speaker_and_hashed() -> None:
 # ------------------------------------------------------------------------------ writer output
 
 
-def test_prepared_files_and_shard_order(grid_prep: tuple[Path, dict[str, ProcessedClip]]) -> None:
-    prep, clips = grid_prep
+def test_prepared_files_and_shard_order(
+    written_grid: tuple[Path, dict[str, ProcessedClip]],
+) -> None:
+    prep, clips = written_grid
     assert not (prep / ".work").exists()
     meta = json.loads((prep / "meta.json").read_text())
     assert meta["speakers"] == ["s1", "s2", "s3"]
@@ -345,8 +350,8 @@ def check_batch(
         )
 
 
-def test_batches_follow_the_contract(grid_prep: tuple[Path, dict[str, ProcessedClip]]) -> None:
-    prep, clips = grid_prep
+def test_batches_follow_the_contract(written_grid: tuple[Path, dict[str, ProcessedClip]]) -> None:
+    prep, clips = written_grid
     dm = TalkingFaceDataModule(root=str(prep), num_frames=5, batch_size=4)
     dm.setup("fit")
     meta = dm.meta
@@ -373,9 +378,9 @@ def test_batches_follow_the_contract(grid_prep: tuple[Path, dict[str, ProcessedC
 
 
 def test_eval_windows_are_fixed_and_train_windows_are_seeded(
-    grid_prep: tuple[Path, dict[str, ProcessedClip]],
+    written_grid: tuple[Path, dict[str, ProcessedClip]],
 ) -> None:
-    prep, _ = grid_prep
+    prep, _ = written_grid
 
     def starts(loader) -> dict[str, tuple[int, int]]:
         return {
@@ -398,8 +403,10 @@ def test_eval_windows_are_fixed_and_train_windows_are_seeded(
     assert starts(c.train_dataloader()) != epochs_a[0]
 
 
-def test_identity_modes_and_whole_clips(grid_prep: tuple[Path, dict[str, ProcessedClip]]) -> None:
-    prep, clips = grid_prep
+def test_identity_modes_and_whole_clips(
+    written_grid: tuple[Path, dict[str, ProcessedClip]],
+) -> None:
+    prep, clips = written_grid
     first = TalkingFaceDataModule(str(prep), num_frames=5, identity="first", batch_size=16)
     b = next(iter(first.train_dataloader()))
     assert all(frame_index(x) == 0 for x in b["identity"])
@@ -439,9 +446,9 @@ def test_short_clips_are_left_out_of_long_windows(tmp_path: Path) -> None:
 
 
 def test_worker_processes_give_the_same_eval_batches(
-    grid_prep: tuple[Path, dict[str, ProcessedClip]],
+    written_grid: tuple[Path, dict[str, ProcessedClip]],
 ) -> None:
-    prep, clips = grid_prep
+    prep, clips = written_grid
 
     def collect(workers: int) -> dict[str, torch.Tensor]:
         dm = TalkingFaceDataModule(str(prep), num_frames=5, batch_size=2, num_workers=workers)
@@ -456,10 +463,10 @@ def test_worker_processes_give_the_same_eval_batches(
     assert all(torch.equal(zero[k], one[k]) for k in zero)
 
 
-def test_ranks_read_disjoint_parts(grid_prep: tuple[Path, dict[str, ProcessedClip]]) -> None:
+def test_ranks_read_disjoint_parts(written_grid: tuple[Path, dict[str, ProcessedClip]]) -> None:
     from litdata.utilities.env import _DistributedEnv
 
-    prep, _ = grid_prep
+    prep, _ = written_grid
     prepared = PreparedDataset.load(prep)
     all_ids = {r["clip_id"] for r in prepared.rows("train")}
     for world in (2, 3):

@@ -28,7 +28,6 @@ from run_helpers import (
 
 from talking_faces.cli.main import main
 from talking_faces.errors import UserError
-from talking_faces.models import load_model
 from talking_faces.models.davs import DAVS, retrieval_scores
 from talking_faces.nn.discriminators import (
     AudioFrameDiscriminator,
@@ -36,6 +35,7 @@ from talking_faces.nn.discriminators import (
     SequenceDiscriminator,
 )
 from talking_faces.nn.gan import GANLoss
+from talking_faces.registry import load_model
 from talking_faces.training.runconfig import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -35,7 +35,7 @@ from run_helpers import CLI, cli_env, column, load_checkpoint, read_metrics
 from s3_server import S3Server, upload_prepared
 
 from talking_faces.cli.main import main
-from talking_faces.models import load_model
+from talking_faces.registry import load_model
 from talking_faces.training.resume import STATES_KEY
 
 pytestmark = pytest.mark.usefixtures("one_thread")

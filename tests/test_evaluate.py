@@ -19,7 +19,7 @@ import torch
 from talking_faces.cli.main import main
 from talking_faces.errors import UserError
 from talking_faces.evaluation.baselines import derangement, shift_waveform
-from talking_faces.evaluation.evaluate import length_batches
+from talking_faces.evaluation.pairs import length_batches
 from talking_faces.evaluation.results import (
     REQUIRED_FIELDS,
     check_comparable,
@@ -104,6 +104,7 @@ def test_bad_requests_are_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.setenv("TALKING_FACES_ASSETS", str(tmp_path / "no-assets"))
     lpips_only = tmp_path / "lpips-only.yaml"
     lpips_only.write_text("lpips: true\nsyncnet: none\nlandmarks: none\ncpbd: false\n")
     unknown_key = tmp_path / "typo.yaml"

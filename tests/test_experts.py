@@ -23,12 +23,12 @@ from talking_faces.experts import (
     LandmarkRegressor,
     ScalableSyncNet,
     SyncNetExpert,
-    load_expert,
 )
 from talking_faces.experts.landmarks import MOUTH, _augment
 from talking_faces.experts.syncnet import balanced_accuracy
 from talking_faces.metrics.sync import lip_sync_errors, sync_distances, sync_windows
 from talking_faces.nn.syncnet import SyncNet
+from talking_faces.registry import load_expert
 from talking_faces.utils.io import sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")

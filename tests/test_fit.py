@@ -17,8 +17,8 @@ import yaml
 from run_helpers import CLI, cli_env, column, kill_after_checkpoint, load_checkpoint, read_metrics
 
 from talking_faces.cli.main import main
-from talking_faces.models import load_model
 from talking_faces.models.ldm import LDM
+from talking_faces.registry import load_model
 
 CONFIGS = run_helpers.model_configs("ldm_tiny")
 
@@ -290,9 +290,9 @@ def test_tensorboard_logger(
         assert not (tmp_path / "tb").exists()
 
 
-def test_shared_test_and_predict_steps(prepared_grid: Path, tmp_path: Path) -> None:
-    """trainer.test scores generate() with PSNR/SSIM (+ LMD with a landmark model); predict gives
-    B,K,T,3,H,W samples."""
+def test_shared_validation_and_predict_steps(prepared_grid: Path, tmp_path: Path) -> None:
+    """trainer.validate scores generate() with PSNR/SSIM (+ LMD with a landmark model); predict
+    gives B,K,T,3,H,W samples."""
     import lightning as L
 
     from talking_faces.data import TalkingFaceDataModule
@@ -312,10 +312,10 @@ def test_shared_test_and_predict_steps(prepared_grid: Path, tmp_path: Path) -> N
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
     )
-    scores = trainer.test(model, datamodule=dm, verbose=False)[0]
-    assert {"test/loss", "test/psnr", "test/ssim", "test/lmd"} <= set(scores)
+    scores = trainer.validate(model, dataloaders=dm.test_dataloader(), verbose=False)[0]
+    assert {"val/loss", "val/psnr", "val/ssim", "val/lmd"} <= set(scores)
     assert all(torch.isfinite(torch.tensor(v)) for v in scores.values())
-    assert scores["test/lmd"] > 0  # an untrained landmark model is far from the real mouths
+    assert scores["val/lmd"] > 0  # an untrained landmark model is far from the real mouths
     preds = trainer.predict(model, dataloaders=dm.test_dataloader())
     assert preds[0].shape == (2, 2, 4, 3, 64, 64)
     assert not torch.equal(preds[0][:, 0], preds[0][:, 1])

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import yaml
 from browser import CHROMIUM, open_page
-from sweep_data import ROOT, ldm_beta_sweep
+from sweep_data import ROOT
 
 from talking_faces.cli.main import main
 from talking_faces.errors import UserError
-from talking_faces.evaluation.evaluate import load_protocol_file
+from talking_faces.evaluation.protocols import load_protocol_file
 from talking_faces.evaluation.results import RESULTS_FORMAT, protocol_sha256, validate_results
 from talking_faces.reporting.leaderboard import (
     bootstrap_ci,
@@ -134,7 +134,9 @@ def test_optional_results_fields_are_checked_when_present() -> None:
 
 # ------------------------------------------------------------------------------ real results
 @pytest.fixture(scope="module")
-def results_dir(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> tuple[Path, Path]:
+def results_dir(
+    tmp_path_factory: pytest.TempPathFactory, trained: Path, sweep_dir: Path
+) -> tuple[Path, Path]:
     """Reference rows under protocol ``synthetic`` (shuffled with two seeds), the static row
     under ``lmd-only`` over all pairs and over the first three, and the ldm_beta sweep."""
     out = tmp_path_factory.mktemp("leaderboard")
@@ -180,7 +182,7 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory, trained: Path) -> tupl
     ]
     for argv in runs:
         assert main(argv) == 0, argv
-    return out, ldm_beta_sweep(tmp_path_factory, trained)
+    return out, sweep_dir
 
 
 @pytest.mark.slow

@@ -28,7 +28,8 @@ from scipy.io import wavfile
 
 from talking_faces.cli.main import main
 from talking_faces.data import dataset
-from talking_faces.evaluation.evaluate import build_scorers, load_protocol_file
+from talking_faces.evaluation.protocols import load_protocol_file
+from talking_faces.evaluation.scorers import build_scorers
 from talking_faces.metrics import MetricSuite
 from talking_faces.metrics.sync import sync_windows
 from talking_faces.nn.syncnet import SyncNet, load_syncnet

@@ -172,6 +172,7 @@ def alexnet_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_lpips_missing_weights_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("TALKING_FACES_ASSETS", str(tmp_path / "no-assets"))
     with pytest.raises(MissingWeightsError) as err:
         load_lpips()
     message = str(err.value)

@@ -14,11 +14,12 @@ import torch
 from omegaconf import OmegaConf
 
 from talking_faces.errors import UserError
-from talking_faces.models import MODELS, create_model, load_model
+from talking_faces.models import MODELS
 from talking_faces.models.ldm import LDM
 from talking_faces.nn.audio import AudioEncoder
 from talking_faces.nn.recurrent import LSTM, GaussianLSTM, gaussian_kl
 from talking_faces.nn.vgg import VGGDecoder, VGGEncoder
+from talking_faces.registry import create_model, load_model
 from talking_faces.training.runconfig import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -115,8 +115,10 @@ def grid_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def grid_prep(grid_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("grid_prep") / "prep"
+def grid_raw_prepared(grid_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``grid_raw`` prepared by ``talking-faces prepare`` here (64 px, sidecar landmarks, one
+    worker); conftest's ``prepared_grid`` is another corpus, prepared once per session."""
+    out = tmp_path_factory.mktemp("grid_raw_prepared") / "prep"
     assert prepare(grid_raw, out, "grid") == 0
     return out
 
@@ -129,25 +131,25 @@ def lrw_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ------------------------------------------------------------------------------ layouts
 
 
-def test_grid_end_to_end(grid_raw: Path, grid_prep: Path) -> None:
+def test_grid_end_to_end(grid_raw: Path, grid_raw_prepared: Path) -> None:
     from talking_faces.data.sources.readers import alignment_words, read_grid_alignment
 
-    meta = json.loads((grid_prep / "meta.json").read_text())
+    meta = json.loads((grid_raw_prepared / "meta.json").read_text())
     for key in ("version", "layout", "source", "size", "fps", "sample_rate", "landmarks"):
         assert key in meta
     assert meta["size"] == SIZE and meta["fps"] == 25 and meta["sample_rate"] == 16000
     assert meta["landmarks"]["backend"] == "sidecar"
     assert meta["protocol"] == "utterances" and meta["speakers"] == ["s1", "s2", "s3"]
     assert meta["counts"]["ok"] == 9 and meta["counts"]["skipped"] == 0
-    rows = manifest(grid_prep)
+    rows = manifest(grid_raw_prepared)
     assert len(rows) == 9 and all(r["status"] == "ok" for r in rows)
     assert all(r["frames"] == 75 for r in rows)  # 3 s at 25 fps
     for spk in ("s1", "s2", "s3"):  # utterances: per speaker one train, one val, one test
         assert sorted(r["split"] for r in rows if r["speaker"] == spk) == ["test", "train", "val"]
-    assert sorted(shard_clip_ids(grid_prep)) == sorted(r["clip_id"] for r in rows)
-    assert not (grid_prep / ".work").exists()
+    assert sorted(shard_clip_ids(grid_raw_prepared)) == sorted(r["clip_id"] for r in rows)
+    assert not (grid_raw_prepared / ".work").exists()
 
-    dm = TalkingFaceDataModule(root=str(grid_prep), batch_size=2)
+    dm = TalkingFaceDataModule(root=str(grid_raw_prepared), batch_size=2)
     b = next(iter(dm.train_dataloader()))
     check_contract(b, 5)
     # the word of a window is the aligned word at its centre frame
@@ -158,7 +160,7 @@ def test_grid_end_to_end(grid_raw: Path, grid_prep: Path) -> None:
         expect = next((w for s, e, w in words if s <= centre < e), None)
         assert int(b["word"][i]) == (meta["words"].index(expect) if expect else -1)
         assert dm.speakers[int(b["speaker"][i])] == spk
-    whole = TalkingFaceDataModule(str(grid_prep), num_frames="clip", batch_size=1)
+    whole = TalkingFaceDataModule(str(grid_raw_prepared), num_frames="clip", batch_size=1)
     for b in whole.val_dataloader():
         check_contract(b, int(b["frames"].shape[1]))
         row = next(r for r in rows if r["clip_id"] == b["clip_id"][0])
@@ -302,15 +304,15 @@ def test_interrupted_prepare_resumes_without_duplicates(
     assert "already complete" in capsys.readouterr().out
 
 
-def test_changed_settings_are_refused(grid_raw: Path, grid_prep: Path, capsys) -> None:
-    before = (grid_prep / "meta.json").read_bytes()
+def test_changed_settings_are_refused(grid_raw: Path, grid_raw_prepared: Path, capsys) -> None:
+    before = (grid_raw_prepared / "meta.json").read_bytes()
     capsys.readouterr()
-    assert prepare(grid_raw, grid_prep, "grid", "--jpeg-quality", "80") == 2
+    assert prepare(grid_raw, grid_raw_prepared, "grid", "--jpeg-quality", "80") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:")
     assert "jpeg_quality" in err and "--overwrite" in err
-    assert (grid_prep / "meta.json").read_bytes() == before
-    assert prepare(grid_raw, grid_prep, "grid", "--split-protocol", "lrw") == 2
+    assert (grid_raw_prepared / "meta.json").read_bytes() == before
+    assert prepare(grid_raw, grid_raw_prepared, "grid", "--split-protocol", "lrw") == 2
     assert "does not apply" in capsys.readouterr().err
 
 

@@ -33,10 +33,7 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sweep files name configs relative to the folder the sweep runs from: the repository."""
-    monkeypatch.chdir(ROOT)
+pytestmark = pytest.mark.usefixtures("repo_cwd")  # configs name experiments/... (conftest.py)
 
 
 def write_sweep(path: Path, **changes) -> Path:

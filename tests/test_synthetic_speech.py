@@ -317,14 +317,21 @@ def test_public_sosfilt_fallback_gives_the_same_speech(monkeypatch):
     np.testing.assert_allclose(fast.waveform, slow.waveform, atol=1e-6)
 
 
-def test_synthesis_time_is_reported():
+def test_synthesis_is_faster_than_real_time():
     words = ["place", "green", "with", "x", "seven", "please"]
     voice = speaker_voice(5)
     synthesize(words, voice, np.random.default_rng(0), total_duration=3.0)  # warm caches
-    times = []
+    times, waves = [], []
     for i in range(5):
         start = time.perf_counter()
-        synthesize(words, voice, np.random.default_rng(i), total_duration=3.0)
+        utt = synthesize(words, voice, np.random.default_rng(i), total_duration=3.0)
         times.append(time.perf_counter() - start)
+        waves.append(utt.waveform)
     print(f"synthesize 3 s utterance: {1000 * min(times):.1f} ms (best of 5)")
-    assert len(times) == 5
+    # each is the 3 s asked for, and each seed its own take
+    assert all(w.shape == (3 * SR,) and w.dtype == np.float32 for w in waves)
+    assert not any(np.array_equal(waves[0], w) for w in waves[1:])
+    # 40-110 ms on a 2-core machine, idle to heavily loaded (the public sosfilt fallback about
+    # twice that); a third of real time still holds on a loaded CI machine and fails if synthesis
+    # falls to per-sample Python
+    assert min(times) < 3.0 / 3, times

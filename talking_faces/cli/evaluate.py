@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from talking_faces import names
 from talking_faces.errors import UserError
 
 EPILOG = """\
@@ -50,87 +51,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("ckpt", nargs="?", metavar="CKPT", help="checkpoint written by fit")
-    p.add_argument(
-        "--baseline",
-        choices=("ground-truth", "static", "shuffled"),
-        help="score a reference row instead of a checkpoint",
-    )
-    p.add_argument(
-        "--data",
-        required=True,
-        metavar="PREP",
-        help="prepared dataset: a folder or s3://bucket/prefix (docs/scale-out.md)",
-    )
-    p.add_argument("--split", default="test", help="split to score (default test: pairs.json)")
-    p.add_argument(
-        "--out",
-        default="results.json",
-        help="results JSON (default results.json); the "
-        "per-clip CSV is written beside it as <stem>.clips.csv",
-    )
-    p.add_argument(
-        "--protocol",
-        default="default",
-        help="protocol name in experiments/protocols/ or a YAML path (default: default)",
-    )
-    p.add_argument("--syncnet", metavar="PATH", help="SyncNet expert checkpoint")
-    p.add_argument("--landmarks-model", metavar="PATH", help="landmark expert checkpoint")
-    p.add_argument(
-        "--syncnet-public",
-        metavar="PATH",
-        help="public syncnet_v2.model state dict (protocols with syncnet: public)",
-    )
-    p.add_argument("--samples", type=int, default=1, help="samples per pair (stochastic models)")
-    p.add_argument("--batch-size", type=int, default=8, help="pairs per batch (default 8)")
-    p.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of generation and shuffling")
-    p.add_argument(
-        "--audio-shift",
-        type=int,
-        default=0,
-        metavar="N",
-        help="ground-truth baseline only: move the audio N frames earlier (negative: later)",
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        metavar="N",
-        help="shard the pairs over N processes (gloo on cpu; with --device cuda, GPUs 0..N-1); "
-        "the results equal one process's (default 1)",
-    )
-    p.add_argument("--limit", type=int, help="score only the first N pairs (quick checks)")
-    p.add_argument(
-        "--videos",
-        type=int,
-        default=1,
-        metavar="N",
-        help="write the first N pairs as <out stem>.videos/<pair>.mp4 (real | generated, audio "
-        "muxed; the leaderboard shows them); default 1, 0 for none",
-    )
-    p.add_argument(
-        "--provenance",
-        metavar="JSON",
-        help="a JSON object recorded as the results' provenance (the sweep command passes the "
-        "sweep and trial)",
-    )
-    p.add_argument(
-        "--drive",
-        choices=("audio", "video"),
-        default="audio",
-        help="what drives generation (default audio); video: the pair's real frames drive the "
-        "identity (methods that support it, e.g. davs)",
-    )
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a test-time option of the method (e.g. davs: wid_scale=1.5, finetune_steps=5); "
-        "repeatable; recorded in the results",
-    )
+    _add_inputs(p)
+    _add_run_options(p)
     p.set_defaults(func=run)
     return p
 
@@ -152,8 +74,6 @@ def check_paths(args: argparse.Namespace) -> None:
 
 def _parse_options(items: list[str]) -> dict:
     import yaml
-
-    from talking_faces.errors import UserError
 
     options = {}
     for item in items:
@@ -215,3 +135,92 @@ def run(args: argparse.Namespace) -> int:
     if results.get("wandb_run"):
         print(f"added the scores to W&B run {results['wandb_run']} (its run folder's wandb/)")
     return 0
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    """What is scored, on which data, under which protocol, and where the results go."""
+    p.add_argument("ckpt", nargs="?", metavar="CKPT", help="checkpoint written by fit")
+    p.add_argument(
+        "--baseline",
+        choices=names.BASELINES,
+        help="score a reference row instead of a checkpoint",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="PREP",
+        help="prepared dataset: a folder or s3://bucket/prefix (docs/scale-out.md)",
+    )
+    p.add_argument("--split", default="test", help="split to score (default test: pairs.json)")
+    p.add_argument(
+        "--out",
+        default="results.json",
+        help="results JSON (default results.json); the "
+        "per-clip CSV is written beside it as <stem>.clips.csv",
+    )
+    p.add_argument(
+        "--protocol",
+        default="default",
+        help="protocol name in experiments/protocols/ or a YAML path (default: default)",
+    )
+    p.add_argument("--syncnet", metavar="PATH", help="SyncNet expert checkpoint")
+    p.add_argument("--landmarks-model", metavar="PATH", help="landmark expert checkpoint")
+    p.add_argument(
+        "--syncnet-public",
+        metavar="PATH",
+        help="public syncnet_v2.model state dict (protocols with syncnet: public)",
+    )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """How it is generated and run: samples, batches, seed, devices, videos, provenance."""
+    p.add_argument("--samples", type=int, default=1, help="samples per pair (stochastic models)")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs per batch (default 8)")
+    p.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generation and shuffling")
+    p.add_argument(
+        "--audio-shift",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ground-truth baseline only: move the audio N frames earlier (negative: later)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="shard the pairs over N processes (gloo on cpu; with --device cuda, GPUs 0..N-1); "
+        "the results equal one process's (default 1)",
+    )
+    p.add_argument("--limit", type=int, help="score only the first N pairs (quick checks)")
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write the first N pairs as <out stem>.videos/<pair>.mp4 (real | generated, audio "
+        "muxed; the leaderboard shows them); default 1, 0 for none",
+    )
+    p.add_argument(
+        "--provenance",
+        metavar="JSON",
+        help="a JSON object recorded as the results' provenance (the sweep command passes the "
+        "sweep and trial)",
+    )
+    p.add_argument(
+        "--drive",
+        choices=("audio", "video"),
+        default="audio",
+        help="what drives generation (default audio); video: the pair's real frames drive the "
+        "identity (methods that support it, e.g. davs)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a test-time option of the method (e.g. davs: wid_scale=1.5, finetune_steps=5); "
+        "repeatable; recorded in the results",
+    )

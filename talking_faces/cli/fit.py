@@ -1,6 +1,6 @@
 """``talking-faces fit CONFIG... [key=value ...]``: train a method (or an expert) from configs.
 
-YAML files + overrides -> :func:`talking_faces.config.schema.load_config` ->
+YAML files + overrides -> :func:`talking_faces.training.runconfig.load_config` ->
 :func:`talking_faces.training.fit.fit`
 -> run folder with the resolved config, checkpoints, metrics.csv, logs and the git commit.
 """
@@ -8,7 +8,8 @@ YAML files + overrides -> :func:`talking_faces.config.schema.load_config` ->
 from __future__ import annotations
 
 import argparse
-import os
+
+from talking_faces.names import METRICS_CSV
 
 EPILOG = """\
 examples:
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="train a method from YAML configs and key=value overrides",
         description="Train a talking-face method (or an evaluation expert). The config is the "
         "OmegaConf merge of the YAML files, then the key=value overrides; the run folder keeps "
-        "the resolved config, checkpoints (last and best), metrics.csv, logs and the git commit.",
+        f"the resolved config, checkpoints (last and best), {METRICS_CSV}, logs and the git "
+        "commit.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from talking_faces.config.files import resolve_path
     from talking_faces.config.schema import to_yaml
     from talking_faces.errors import UserError
 
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     first_override = next((n for n, i in enumerate(args.items) if "=" in i), len(args.items))
     if any("=" not in i for i in args.items[first_override:]):
         raise UserError("put the YAML files first and the key=value overrides after them")
-    missing = next((f for f in files if not os.path.isfile(f)), None)
+    missing = next((f for f in files if not resolve_path(f).is_file()), None)
     if missing is not None:  # before the registry import below pulls in torch
         raise UserError(f"config file {missing} does not exist; pass YAML files under experiments/")
     from talking_faces.training.runconfig import load_config

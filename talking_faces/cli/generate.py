@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+#: the landmark backends that can find a face photo's landmarks (``--landmark-backend``)
+LANDMARK_BACKENDS = ("fan", "dlib")
+
 EPILOG = """\
 examples:
   # a face photo, aligned with face-alignment's FAN (weights in the torch hub cache)
   talking-faces generate runs/ldm/checkpoints/last.ckpt --image me.jpg --audio speech.mp3 \\
+      --out me.mp4
+  # the same with dlib's detector and 68-point model (assets: talking-faces weights --fetch)
+  talking-faces generate CKPT --image me.jpg --landmark-backend dlib --audio speech.mp3 \\
       --out me.mp4
   # the landmarks of the face from a file: a synthetic clip's sidecar, frame 10
   talking-faces generate CKPT --image frame.png --landmarks s1/bbaf2n.landmarks.npz \\
@@ -38,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "generate",
         help="a face image and speech to an mp4 (audio muxed in) with a trained method",
         description="Animate a face photo with speech: the face is aligned as prepare aligns it "
-        "(FAN landmarks, a landmarks file, or an aligned crop as it is), the audio (any file "
-        "PyAV reads) is featurised as the training data was, and the method's samples are "
-        "written as mp4 with the audio muxed in, chunk by chunk.",
+        "(FAN or dlib landmarks, a landmarks file, or an aligned crop as it is), the audio "
+        "(any file PyAV reads) is featurised as the training data was, and the method's samples "
+        "are written as mp4 with the audio muxed in, chunk by chunk.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,6 +76,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--landmarks",
         metavar="FILE",
         help="68 landmarks of the face in image pixels (.npy, .npz sidecar, .json) instead of FAN",
+    )
+    face.add_argument(
+        "--landmark-backend",
+        choices=LANDMARK_BACKENDS,
+        default=None,
+        help="what finds the face's landmarks: fan (face-alignment's S3FD + FAN, default) or "
+        "dlib (dlib's CNN detector + 68-point predictor, CPU; talking-faces weights --fetch)",
     )
     p.add_argument(
         "--landmarks-frame",
@@ -106,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         aligned=args.aligned,
         landmarks=args.landmarks,
         landmarks_frame=args.landmarks_frame,
+        landmark_backend=args.landmark_backend or "fan",
         device=args.device,
         seed=args.seed,
         chunk_frames=args.chunk_frames,

@@ -18,6 +18,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from talking_faces import __version__
 from talking_faces.errors import UserError
@@ -32,13 +33,14 @@ COMMANDS: list[str] = [
     "sweep",
     "leaderboard",
     "compare",
+    "weights",
 ]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error and exit status 2 (argparse's own convention)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 

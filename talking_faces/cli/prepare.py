@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from talking_faces.errors import UserError
+from talking_faces.names import EXPERTS_DIR, FPS, MANIFEST_FILE, META_FILE, PAIRS_FILE, SAMPLE_RATE
 
 _EPILOG = """split protocols (--split-protocol):
   grid:   utterances (default; per speaker 80/10/10), unseen-speakers (s1 s2 s20 s22 test),
@@ -24,6 +25,7 @@ _EPILOG = """split protocols (--split-protocol):
 examples:
   talking-faces prepare data/grid_synth data/grid_prep --layout grid --landmarks sidecar
   talking-faces prepare lipread_mp4 data/lrw_prep --layout lrw --landmarks fan --device cuda
+  talking-faces prepare my_videos data/mine --layout folder --landmarks dlib
   talking-faces prepare my_videos data/mine --layout folder --split-protocol by-clip
   # to object storage (endpoint and keys: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)
   talking-faces prepare data/grid_synth s3://bucket/grid_prep --layout grid
@@ -45,10 +47,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "prepare",
         help="raw clips to a prepared dataset (aligned crops, audio features, landmarks, shards)",
         description=(
-            "Decode every clip to 25 fps and 16 kHz mono, find 68 landmarks, align and crop the "
-            "face, compute MFCC and log-mel features, and write LitData shards with "
-            "manifest.jsonl, pairs.json and meta.json. Bad clips are skipped and listed with a "
-            "reason; the run is resumable and runs clips in parallel."
+            f"Decode every clip to {FPS} fps and {SAMPLE_RATE // 1000} kHz mono, find 68 "
+            "landmarks, align and crop the face, compute MFCC and log-mel features, and write "
+            f"LitData shards with {MANIFEST_FILE}, {PAIRS_FILE} and {META_FILE}. Bad clips are "
+            "skipped and listed with a reason; the run is resumable and runs clips in parallel."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -62,12 +64,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--layout", required=True, choices=("grid", "lrw", "folder"))
     p.add_argument(
         "--landmarks",
-        choices=("sidecar", "fan"),
+        choices=("sidecar", "fan", "dlib"),
         default="sidecar",
         help="sidecar: <clip>.landmarks.npz beside each video (synthetic corpus); "
-        "fan: face-alignment's S3FD + FAN (default sidecar)",
+        "fan: face-alignment's S3FD + FAN; dlib: dlib's CNN face detector + 68-point shape "
+        "predictor, CPU (talking-faces weights --fetch; its model excludes commercial use) "
+        "(default sidecar)",
     )
-    p.add_argument("--device", default="cpu", help="device for the fan backend (cpu, cuda)")
+    p.add_argument(
+        "--device", default="cpu", help="device for the fan backend (cpu, cuda; dlib: cpu)"
+    )
     p.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
     p.add_argument(
         "--workers",
@@ -93,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="OUT s3://...: prepare in this local folder and keep it (default: a folder under "
         "$TALKING_FACES_CACHE or ~/.cache/talking_faces, deleted after the upload); a complete "
-        "dataset there is uploaded as it is, with its experts/",
+        f"dataset there is uploaded as it is, with its {EXPERTS_DIR}/",
     )
     p.set_defaults(func=run)
     return p

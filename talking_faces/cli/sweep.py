@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 from talking_faces.errors import UserError
 
@@ -42,7 +41,7 @@ class IntermixedParser(argparse.ArgumentParser):
 
     _inner = False
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         if self._inner:
             return super().parse_known_args(args, namespace)
         self._inner = True
@@ -122,7 +121,9 @@ def _register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not Path(args.sweep).is_file():
+    from talking_faces.config.files import resolve_path
+
+    if not resolve_path(args.sweep).is_file():
         raise UserError(
             f"sweep file {args.sweep} does not exist (e.g. experiments/sweeps/ldm_beta.yaml)"
         )

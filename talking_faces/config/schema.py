@@ -33,6 +33,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from talking_faces.config.choices import AudioFeature, AudioPad, MonitorMode
 from talking_faces.config.files import resolve_path
 from talking_faces.errors import UserError
 
@@ -49,12 +50,11 @@ class DataConfig:
     num_workers: int = 0
     #: reference face: "random" (same clip, outside the window), "first", "other-clip"
     identity: str = "random"
-    #: "mfcc" or "logmel"
-    audio_feature: str = "mfcc"
+    audio_feature: AudioFeature = AudioFeature.mfcc
     #: feature rows (100 Hz) per frame window, centred on the frame
     audio_window: int = 28
-    #: "edge" or "zero" for rows outside the clip
-    audio_pad: str = "edge"
+    #: rows outside the clip: repeat the edge row, or zeros
+    audio_pad: AudioPad = AudioPad.edge
     #: drop MFCC c0 (log energy), as ldm does
     drop_c0: bool = True
     train_split: str = "train"
@@ -115,7 +115,7 @@ class CheckpointConfig:
 
     monitor: str = "val/loss"
     #: "min" or "max"
-    mode: str = "min"
+    mode: MonitorMode = MonitorMode.min
     save_top_k: int = 1
     #: also refresh last.ckpt every N training steps (None: at each validation and at the end)
     every_n_train_steps: int | None = None
@@ -167,7 +167,7 @@ def all_keys(node: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     # iterate keys(): `in`/iteration on a DictConfig skips keys whose value is missing (???)
     for k in list(node.keys()):
-        full = f"{prefix}{k}"
+        full = prefix + str(k)  # a schema's keys are its dataclass's field names
         keys.append(full)
         child = node._get_node(k)
         if isinstance(child, DictConfig) and not _is_open(child) and not child._is_missing():
@@ -196,12 +196,20 @@ def check_keys(src: Any, schema: DictConfig, label: str, everything: list[str], 
     for key, value in src.items():
         full = f"{prefix}{key}"
         if key not in known:
-            close = _closest(str(key), full, known, everything)
+            close = _closest(str(key), full, [str(k) for k in known], everything)
             hint = f" (did you mean '{close}'?)" if close else ""
             raise UserError(f"unknown config key '{full}'{hint} in {label}")
         child = schema._get_node(key)
         if isinstance(child, DictConfig) and not _is_open(child) and isinstance(value, dict):
             check_keys(value, child, label, everything, full + ".")
+
+
+def _container(cfg: DictConfig, **options: Any) -> dict:
+    """``OmegaConf.to_container(cfg, **options)``: a DictConfig converts to a dict
+    (``to_container`` is annotated with what every kind of node converts to)."""
+    out = OmegaConf.to_container(cfg, **options)
+    assert isinstance(out, dict)
+    return out
 
 
 def read_yaml(path: str) -> dict:
@@ -218,7 +226,7 @@ def read_yaml(path: str) -> dict:
         ) from None
     if not isinstance(data, DictConfig):
         raise UserError(f"config file {path} must hold a mapping of keys to values")
-    return OmegaConf.to_container(data, resolve=False)  # type: ignore[return-value]
+    return _container(data, resolve=False)
 
 
 def parse_override(item: str) -> dict:
@@ -230,7 +238,7 @@ def parse_override(item: str) -> dict:
     except (yaml.YAMLError, OmegaConfBaseException) as exc:
         msg = str(exc).splitlines()[0]
         raise UserError(f"override '{item}' cannot be parsed: {msg}") from None
-    return OmegaConf.to_container(parsed, resolve=False)  # type: ignore[return-value]
+    return _container(parsed, resolve=False)
 
 
 def format_value(value: Any) -> str:
@@ -323,9 +331,12 @@ def compose_config(
     for label, src in sources:
         check_keys(src, schema, label, everything)
         try:
-            cfg = OmegaConf.merge(cfg, src)
+            merged = OmegaConf.merge(cfg, src)
         except OmegaConfBaseException as exc:
             raise UserError(f"{explain_omegaconf_error(exc)} (in {label})") from None
+        # merging into a DictConfig gives a DictConfig (merge is annotated with every node kind)
+        assert isinstance(merged, DictConfig)
+        cfg = merged
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
@@ -337,13 +348,6 @@ def compose_config(
 
 
 def _check_choices(cfg: DictConfig) -> None:
-    if cfg.checkpoint.mode not in ("min", "max"):
-        raise UserError(
-            f"config key 'checkpoint.mode' must be min or max, got {cfg.checkpoint.mode!r}"
-        )
-    feature = cfg.data.audio_feature
-    if feature not in ("mfcc", "logmel"):
-        raise UserError(f"config key 'data.audio_feature' must be mfcc or logmel, got {feature!r}")
     for key in ("sample_every_n_val", "sample_videos"):
         if cfg.logger[key] < 0:
             raise UserError(f"config key 'logger.{key}' must be >= 0")
@@ -367,4 +371,4 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def to_dict(cfg: DictConfig) -> dict:
     """The resolved config as plain Python containers."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    return _container(cfg, resolve=True, throw_on_missing=False, enum_to_str=True)

@@ -12,7 +12,7 @@ convert in the receiving process (:func:`images_to_float`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 import torch
 
@@ -58,7 +58,7 @@ class Batch(TypedDict):
     start: torch.Tensor
 
 
-_IMAGE_KEYS = ("frames", "identity")
+_IMAGE_KEYS: tuple[Literal["frames"], Literal["identity"]] = ("frames", "identity")
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -73,8 +73,9 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty((0,), dtype=dtype).set_(storage).view(shape)
 
 
-def images_to_float(batch: dict[str, Any]) -> dict[str, Any]:
-    """Make uint8 ``frames`` and ``identity`` float32 in [0, 1] (in place; returns ``batch``)."""
+def images_to_float(batch: Batch) -> Batch:
+    """Make uint8 ``frames`` and ``identity`` of a batch :func:`collate_batch` made with
+    ``float_images=False`` float32 in [0, 1] (in place; returns ``batch``)."""
     for key in _IMAGE_KEYS:
         x = batch.get(key)
         if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
@@ -126,4 +127,4 @@ def collate_batch(samples: Sequence[dict[str, Any]], float_images: bool = True) 
             out[key] = torch.tensor(values, dtype=torch.float32)
         else:
             out[key] = list(values)
-    return out  # type: ignore[return-value]
+    return cast(Batch, out)  # the samples' fields, stacked: a Batch for window samples

@@ -3,6 +3,9 @@ ready for the writer.
 
 raw corpus -> readers (RawClip) -> clip.process_clip (ProcessedClip | ClipSkipped)
 -> writer (shards)
+
+The timing of these clips (25 fps, 16 kHz mono, 640 samples and 4 feature rows per frame) is
+defined once in :mod:`talking_faces.names`.
 """
 
 from __future__ import annotations
@@ -11,15 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-#: video frame rate of every prepared dataset
-FPS = 25
-#: audio sample rate of every prepared dataset
-SAMPLE_RATE = 16000
-#: waveform samples per video frame (16000 / 25)
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-#: audio-feature rows per video frame (features at 100 Hz)
-FEATURES_PER_FRAME = 4
 
 
 class ClipSkipped(Exception):

@@ -55,9 +55,15 @@ from litdata import StreamingDataset
 from torchvision.io import decode_jpeg
 
 from talking_faces.data import storage
-from talking_faces.data.clips import FEATURES_PER_FRAME, SAMPLES_PER_FRAME
 from talking_faces.data.format import jpeg_offsets
 from talking_faces.errors import UserError
+from talking_faces.names import (
+    FEATURES_PER_FRAME,
+    MANIFEST_FILE,
+    META_FILE,
+    PAIRS_FILE,
+    SAMPLES_PER_FRAME,
+)
 
 IDENTITY_MODES: tuple[str, ...] = ("random", "first", "other-clip")
 AUDIO_FEATURES: tuple[str, ...] = ("mfcc", "logmel")
@@ -87,9 +93,9 @@ def read_root_text(root: str | Path, name: str) -> str:
         return Path(path).read_text()
     except FileNotFoundError as exc:
         hint = (
-            "; prepare did not finish there (meta.json is written last): rerun talking-faces "
-            "prepare"
-            if name == "meta.json"
+            f"; prepare did not finish there ({META_FILE} is written last): rerun "
+            "talking-faces prepare"
+            if name == META_FILE
             else ""
         )
         raise UserError(
@@ -113,9 +119,9 @@ class PreparedDataset:
     @classmethod
     def load(cls, root: str | Path) -> PreparedDataset:
         root = str(root)
-        meta = json.loads(read_root_text(root, "meta.json"))
-        manifest = [json.loads(x) for x in read_root_text(root, "manifest.jsonl").splitlines() if x]
-        pairs = json.loads(read_root_text(root, "pairs.json"))
+        meta = json.loads(read_root_text(root, META_FILE))
+        manifest = [json.loads(x) for x in read_root_text(root, MANIFEST_FILE).splitlines() if x]
+        pairs = json.loads(read_root_text(root, PAIRS_FILE))
         return cls(root=root, meta=meta, manifest=manifest, pairs=pairs)
 
     def identity_sha256(self) -> str:

@@ -44,11 +44,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from talking_faces.errors import UserError
+from talking_faces.names import EXPERTS_DIR, MANIFEST_FILE, META_FILE, PAIRS_FILE, SHARDS_DIR
 from talking_faces.utils.io import TMP_PREFIX, sha256_file
 from talking_faces.utils.progress import progress
 
 #: the names a prepared dataset may hold (under a remote prefix, anything else is not ours)
-DATASET_NAMES = ("meta.json", "manifest.jsonl", "pairs.json", "shards", "experts")
+DATASET_NAMES = (META_FILE, MANIFEST_FILE, PAIRS_FILE, SHARDS_DIR, EXPERTS_DIR)
 #: object metadata key holding a file's sha256
 SHA_KEY = "sha256"
 CACHE_ENV = "TALKING_FACES_CACHE"
@@ -320,19 +321,10 @@ def upload_dataset(
             prefix holds something else, or a storage problem (credentials, endpoint, bucket).
     """
     folder = Path(local)
-    if not (folder / "meta.json").is_file():
-        raise UserError(
-            f"{folder} is not a complete prepared dataset (no meta.json); finish its "
-            "`talking-faces prepare` first"
-        )
-    if urlparse(url).scheme != "s3":
-        raise UserError(
-            f"uploading to {url} is not supported: give an s3:// URL (for other stores copy the "
-            "folder with their own tool, meta.json last)"
-        )
+    _check_uploadable(folder, url)
     url = url.rstrip("/")
-    bucket, prefix = split_url(url + "/")
-    meta = json.loads((folder / "meta.json").read_text())
+    split_url(url + "/")  # s3://bucket/... only
+    meta = json.loads((folder / META_FILE).read_text())
     remote = list_objects(url)
     foreign = _foreign(list(remote))
     if foreign:
@@ -341,24 +333,71 @@ def upload_dataset(
             "choose an empty prefix"
         )
     client = s3_client()
-    other_dataset = False  # its experts were trained on other data: they go too
-    if "meta.json" in remote:
-        try:
-            theirs = json.loads(read_text(join(url, "meta.json")))
-        except json.JSONDecodeError:
-            theirs = {}
-        other_dataset = theirs.get("config_sha256") != meta.get("config_sha256")
-        if other_dataset and not overwrite:
-            raise UserError(
-                f"{url} holds a dataset prepared with other settings; use another prefix or "
-                "--overwrite"
-            )
-
+    other_dataset = _holds_other_dataset(url, remote, meta, overwrite)
     files = _local_files(folder)
+    todo, unchanged = _files_to_send(url, files, remote)
+    stale = [
+        k
+        for k in remote
+        if k not in files and (other_dataset or not k.startswith(f"{EXPERTS_DIR}/"))
+    ]
+    changes_data = bool(stale) or any(not rel.startswith(f"{EXPERTS_DIR}/") for rel, _, _ in todo)
+    sent = sum(path.stat().st_size for _, path, _ in todo)
+    try:
+        withdraw_meta = META_FILE in remote and changes_data
+        _send(client, url, todo, sent, stale, files[META_FILE], withdraw_meta)
+    except Exception as exc:
+        err = storage_error(exc, url)
+        if err is not None:
+            raise err from None
+        raise
+    return UploadSummary(
+        url=url, uploaded=len(todo), unchanged=unchanged, deleted=len(stale), bytes_sent=sent
+    )
+
+
+def _check_uploadable(folder: Path, url: str) -> None:
+    """Refuse a folder that is not a complete prepared dataset, and a URL that is not s3://."""
+    if not (folder / META_FILE).is_file():
+        raise UserError(
+            f"{folder} is not a complete prepared dataset (no {META_FILE}); finish its "
+            "`talking-faces prepare` first"
+        )
+    if urlparse(url).scheme != "s3":
+        raise UserError(
+            f"uploading to {url} is not supported: give an s3:// URL (for other stores copy the "
+            f"folder with their own tool, {META_FILE} last)"
+        )
+
+
+def _holds_other_dataset(
+    url: str, remote: dict[str, int], meta: dict[str, Any], overwrite: bool
+) -> bool:
+    """Whether the prefix holds a dataset prepared with other settings (whose experts were
+    trained on other data: they go too); refused unless ``overwrite``."""
+    if META_FILE not in remote:
+        return False
+    try:
+        theirs = json.loads(read_text(join(url, META_FILE)))
+    except json.JSONDecodeError:
+        theirs = {}
+    other_dataset = theirs.get("config_sha256") != meta.get("config_sha256")
+    if other_dataset and not overwrite:
+        raise UserError(
+            f"{url} holds a dataset prepared with other settings; use another prefix or --overwrite"
+        )
+    return other_dataset
+
+
+def _files_to_send(
+    url: str, files: dict[str, Path], remote: dict[str, int]
+) -> tuple[list[tuple[str, Path, str]], int]:
+    """``([(relative path, local path, sha256)], unchanged)``: every file but the meta file
+    whose stored object is missing or carries another sha256, and the count of the others."""
     todo: list[tuple[str, Path, str]] = []
     unchanged = 0
     for rel, path in files.items():
-        if rel == "meta.json":
+        if rel == META_FILE:
             continue
         digest = sha256_file(path)
         if remote.get(rel) == path.stat().st_size:
@@ -367,41 +406,41 @@ def upload_dataset(
                 unchanged += 1
                 continue
         todo.append((rel, path, digest))
-    stale = [
-        k for k in remote if k not in files and (other_dataset or not k.startswith("experts/"))
-    ]
-    changes_data = stale or any(not rel.startswith("experts/") for rel, _, _ in todo)
-    sent = sum(path.stat().st_size for _, path, _ in todo)
+    return todo, unchanged
+
+
+def _send(
+    client: Any,
+    url: str,
+    todo: list[tuple[str, Path, str]],
+    sent: int,
+    stale: list[str],
+    meta_path: Path,
+    withdraw_meta: bool,
+) -> None:
+    """The uploads in the module docstring's order, the meta file last (after taking the stored
+    one away first when ``withdraw_meta``: the data under it changes)."""
+    bucket, prefix = split_url(url + "/")
+    if withdraw_meta:
+        # the prefix stops being a complete dataset until meta.json comes back, last
+        client.delete_object(Bucket=bucket, Key=prefix + META_FILE)
+    bar = progress(total=sent, desc=f"upload {url}", unit="B", unit_scale=True)
     try:
-        if "meta.json" in remote and changes_data:
-            # the prefix stops being a complete dataset until meta.json comes back, last
-            client.delete_object(Bucket=bucket, Key=prefix + "meta.json")
-        bar = progress(total=sent, desc=f"upload {url}", unit="B", unit_scale=True)
-        try:
-            for rel, path, digest in todo:
-                client.upload_file(
-                    str(path),
-                    bucket,
-                    prefix + rel,
-                    ExtraArgs={"Metadata": {SHA_KEY: digest}},
-                    Callback=bar.update,
-                )
-        finally:
-            bar.close()
-        for key in stale:
-            client.delete_object(Bucket=bucket, Key=prefix + key)
-        meta_path = files["meta.json"]
-        client.upload_file(
-            str(meta_path),
-            bucket,
-            prefix + "meta.json",
-            ExtraArgs={"Metadata": {SHA_KEY: sha256_file(meta_path)}},
-        )
-    except Exception as exc:
-        err = storage_error(exc, url)
-        if err is not None:
-            raise err from None
-        raise
-    return UploadSummary(
-        url=url, uploaded=len(todo), unchanged=unchanged, deleted=len(stale), bytes_sent=sent
+        for rel, path, digest in todo:
+            client.upload_file(
+                str(path),
+                bucket,
+                prefix + rel,
+                ExtraArgs={"Metadata": {SHA_KEY: digest}},
+                Callback=bar.update,
+            )
+    finally:
+        bar.close()
+    for key in stale:
+        client.delete_object(Bucket=bucket, Key=prefix + key)
+    client.upload_file(
+        str(meta_path),
+        bucket,
+        prefix + META_FILE,
+        ExtraArgs={"Metadata": {SHA_KEY: sha256_file(meta_path)}},
     )

@@ -13,49 +13,106 @@ code that reads results merges two files with different keys.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from talking_faces.errors import UserError
-from talking_faces.utils.io import sha256_json, write_json_atomic
+from talking_faces.utils.io import atomic_path, sha256_json, write_json_atomic
 
 #: identifies the layout of a results file; bumped when a field changes meaning
 RESULTS_FORMAT = "talking_faces.evaluation.results/1"
 
-#: top-level fields every results file carries (docs/architecture.md, "Results JSON")
-REQUIRED_FIELDS: tuple[str, ...] = (
-    "format",
-    "method",
-    "kind",
-    "checkpoint",
-    "dataset",
-    "split",
-    "pairs",
-    "protocol",
-    "protocol_sha256",
-    "experts",
-    "metrics",
-    "higher_is_better",
-    "per_clip",
-    "failures",
-    "seed",
-    "num_samples",
-    "package_version",
-    "git_commit",
-    "created",
-)
 
-#: fields a results file may carry (newer than the format; older files lack them) and their types:
-#: ``provenance`` (who asked for the results: ``{"sweep": {...}}`` for a sweep trial, see
-#: :data:`SWEEP_PROVENANCE_FIELDS`), ``videos`` (sample videos, paths relative to the results
-#: file), ``run_config`` (the resolved config the checkpoint was trained with; None for baselines)
+def _required() -> Any:
+    """A field every results file carries (:data:`REQUIRED_FIELDS`)."""
+    return field(metadata={"required": True})
+
+
+def _optional(*types: type) -> Any:
+    """A field newer than the format (older files lack it) that must be of ``types`` when
+    present (:data:`OPTIONAL_FIELDS`); left out of the file when None and None is not allowed."""
+    return field(default=None, metadata={"types": types})
+
+
+@dataclass(kw_only=True)
+class ResultsRecord:
+    """The one schema of a results file: its top-level fields, in the order they are written
+    (docs/architecture.md, "Results JSON"). Fields marked neither required nor optional are
+    written by every evaluation but not checked on reading (the leaderboard reads them with
+    defaults)."""
+
+    format: str = field(default=RESULTS_FORMAT, metadata={"required": True})
+    #: the method's name, or the baseline's
+    method: str = _required()
+    #: ``model`` or ``baseline``
+    kind: str = _required()
+    #: the row's label (run name, drive and options; baseline and audio shift)
+    label: str
+    #: ``{"path", "sha256"}`` of the checkpoint; None for a baseline
+    checkpoint: dict[str, str] | None = _required()
+    #: ``{"name", "audio_shift"}``; None for a model
+    baseline: dict[str, Any] | None
+    #: where the dataset is and what it is (``sha256``: its identity; ``meta_sha256``)
+    dataset: dict[str, Any] = _required()
+    split: str = _required()
+    #: ``{"sha256"`` (of the pairs scored), ``"file_sha256", "count", "evaluated"}``
+    pairs: dict[str, Any] = _required()
+    #: the resolved protocol (metric variants, experts' sha256) and its sha256
+    protocol: dict[str, Any] = _required()
+    protocol_sha256: str = _required()
+    #: the experts that scored: ``{name: {"kind", "path", "sha256"}}``
+    experts: dict[str, Any] = _required()
+    metrics: dict[str, Any] = _required()
+    higher_is_better: dict[str, bool | None] = _required()
+    #: the per-clip CSV's file name (beside the results file)
+    per_clip: str = _required()
+    #: frames without landmarks, clips without LMD, pairs skipped (and which, why)
+    failures: dict[str, Any] = _required()
+    seed: int = _required()
+    drive: str
+    generation_options: dict[str, Any]
+    method_metrics: dict[str, Any]
+    #: the resolved config the checkpoint was trained with; None for baselines
+    run_config: dict[str, Any] | None = _optional(dict, type(None))
+    #: sample videos, paths relative to the results file
+    videos: list[dict[str, Any]] | None = _optional(list)
+    num_samples: int = _required()
+    batch_size: int
+    #: the audio features the method was trained on
+    audio: dict[str, Any]
+    package_version: str = _required()
+    git_commit: str | None = _required()
+    created: str = _required()
+    #: seconds, frames, frames per second, device and process count of the evaluation
+    timing: dict[str, Any]
+    #: who asked for the results: ``{"sweep": {...}}`` for a sweep trial, see
+    #: :data:`SWEEP_PROVENANCE_FIELDS`
+    provenance: dict[str, Any] | None = _optional(dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as written (an optional field that may not be None is left out when
+        None)."""
+        none = type(None)
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None or none in f.metadata.get("types", (none,))
+        }
+
+
+#: top-level fields every results file carries (:class:`ResultsRecord`)
+REQUIRED_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(ResultsRecord) if f.metadata.get("required")
+)
+#: fields a results file may carry (newer than the format; older files lack them) and their types
+#: (:class:`ResultsRecord`): ``run_config``, ``videos``, ``provenance``
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
-    "provenance": (dict,),
-    "videos": (list,),
-    "run_config": (dict, type(None)),
+    f.name: f.metadata["types"] for f in fields(ResultsRecord) if "types" in f.metadata
 }
 #: what ``provenance["sweep"]`` holds: the sweep's name, file and file sha256, the trial's
 #: folder name, configuration id (sha256 of its overrides), overrides and seed
@@ -148,6 +205,20 @@ def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         data["_path"] = str(p)
         out.append(data)
     return out
+
+
+def write_per_clip_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The per-clip CSV: one row per scored pair (columns: the union of the rows' keys,
+    first-seen order)."""
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def per_clip_path(results: dict[str, Any]) -> Path:

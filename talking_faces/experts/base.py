@@ -14,29 +14,28 @@ with its sha256 beside it; that is where ``talking-faces evaluate`` looks for th
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import lightning as L
 import torch
 
-from talking_faces.config.schema import make_config
-from talking_faces.models.base import ModelConfig
-from talking_faces.models.optim import build_optimizer, build_scheduler, check_optim_config
+from talking_faces import names
+from talking_faces.config.choices import OptimizerName
+from talking_faces.models.base import ModelConfig, TrainableModule
+from talking_faces.models.optim import build_optimizer, build_scheduler
 from talking_faces.utils.io import atomic_path, sha256_file, write_text_atomic
 
 #: folder inside a prepared dataset where its trained experts live
-EXPERTS_DIR = "experts"
+EXPERTS_DIR = names.EXPERTS_DIR
 
 
 @dataclass
 class ExpertConfig(ModelConfig):
     """Fields every expert has (on top of :class:`ModelConfig`'s optimizer settings)."""
 
-    optimizer: str = "adamw"
+    optimizer: OptimizerName = OptimizerName.adamw
     lr: float = 1e-3
     weight_decay: float = 1e-4
     #: cosine learning-rate decay to 2% over this many optimizer steps (0: lr_schedule applies)
@@ -70,18 +69,11 @@ def export_checkpoint(source: dict[str, Any], dest: str | os.PathLike[str]) -> s
     return digest
 
 
-class ExpertModule(L.LightningModule):
-    """Base of the experts: config handling, optimizer, export at the end of ``fit``."""
+class ExpertModule(TrainableModule):
+    """Base of the experts: the trainable base (config, hyper-parameters) plus their optimizer
+    schedule and the export at the end of ``fit``."""
 
     Config: ClassVar[type] = ExpertConfig
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__()
-        cfg = make_config(self.Config, config, **overrides)
-        check_optim_config(cfg)
-        self.config = cfg
-        # plain containers only, so checkpoints load with torch.load(weights_only=True)
-        self.save_hyperparameters({"config": dataclasses.asdict(cfg)})
 
     def configure_optimizers(self) -> Any:
         c = self.config
@@ -91,10 +83,10 @@ class ExpertModule(L.LightningModule):
             if sched is None:
                 return opt
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=c.lr_decay_steps, eta_min=c.lr * 0.02
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     # ------------------------------------------------------------------------------ export
     def resolve_export_path(self) -> Path | None:

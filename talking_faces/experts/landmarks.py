@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from talking_faces.experts.base import ExpertConfig, ExpertModule
+
+if TYPE_CHECKING:
+    from talking_faces.data.batch import Batch
 
 #: iBUG-68 indices of the mouth (outer lips 48-59, inner lips 60-67)
 MOUTH = slice(48, 68)
@@ -78,6 +81,7 @@ class LandmarkRegressor(nn.Module):
         self.head = nn.Conv2d(w, num_points, 1)
         # heatmaps start flat so the initial soft-argmax sits at the centre, not at a corner
         nn.init.zeros_(self.head.weight)
+        assert self.head.bias is not None  # a Conv2d with bias=True
         nn.init.zeros_(self.head.bias)
         #: learnable inverse temperature of the spatial softmax
         self.log_beta = nn.Parameter(torch.tensor(math.log(4.0)))
@@ -188,6 +192,9 @@ class LandmarkExpert(ExpertModule):
 
     Config: ClassVar[type] = LandmarkExpertConfig
 
+    #: per-point loss weights ``68`` (mean 1; the mouth weighed up), a buffer
+    point_weights: Tensor
+
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         cfg = self.config
@@ -222,7 +229,7 @@ class LandmarkExpert(ExpertModule):
             points = (points + 0.5) * scale - 0.5
         return points.view(*lead, 68, 2)
 
-    def _flatten(self, batch: dict) -> tuple[Tensor, Tensor]:
+    def _flatten(self, batch: Batch) -> tuple[Tensor, Tensor]:
         frames = batch["frames"].flatten(0, 1)
         points = batch["landmarks"].flatten(0, 1)
         valid = batch["landmarks_valid"].flatten(0, 1).bool()
@@ -232,10 +239,10 @@ class LandmarkExpert(ExpertModule):
         err = (pred - target).abs().sum(-1) / size  # N,68
         return (err * self.point_weights).mean()
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         frames, points = self._flatten(batch)
         if frames.shape[0] == 0:
-            return None  # type: ignore[return-value]
+            return None  # no valid landmarks: Lightning skips the step
         if self.config.augment:
             frames, points = _augment(frames, points, self.config.augment_geometry)
         pred = self.net(frames)
@@ -243,7 +250,7 @@ class LandmarkExpert(ExpertModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=frames.shape[0])
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         frames, points = self._flatten(batch)
         if frames.shape[0] == 0:
             return

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +43,17 @@ from talking_faces.metrics.sync import (
     MFCC_PER_FRAME,
     MODES,
     WINDOW_MFCC,
+    ChannelOrder,
+    LSEMode,
     _frames_to_syncnet,
     lse_from_distances,
     num_sync_windows,
     sync_distances,
     syncnet_mfcc,
 )
+
+if TYPE_CHECKING:
+    from talking_faces.data.batch import Batch
 
 # public SyncNet widths (SyncNetModel.py), scaled by ``width``
 _AUDIO_CHANNELS = (64, 192, 384, 256, 256, 512)
@@ -201,12 +206,12 @@ class SyncNetExpertConfig(ExpertConfig):
     #: SyncNet lip-stream input size (the crop is resized to it)
     input_size: int = 64
     #: "crop" (``crop_box`` of each aligned frame) or "full" (whole frame), as in sync_windows
-    crop_mode: str = "crop"
+    crop_mode: LSEMode = LSEMode.crop
     #: (x0, y0, x1, y1) as fractions of the frame (as the protocol's ``lse_crop_box``); None:
     #: the lower-centre square (0.25, 0.5, 0.75, 1.0)
     crop_box: list[float] | None = None
     #: channel order of the lip input: "bgr" (as the public weights) or "rgb"
-    channel_order: str = "bgr"
+    channel_order: ChannelOrder = ChannelOrder.bgr
     #: channel multiplier of the public layout
     width: float = 0.25
     embedding_dim: int = 128
@@ -272,7 +277,7 @@ class SyncNetExpert(ExpertModule):
         return (round(x0 * width), round(y0 * height), round(x1 * width), round(y1 * height))
 
     # ----------------------------------------------------------------------------- windows
-    def inputs(self, batch: dict, augment: bool = False) -> tuple[Tensor, Tensor]:
+    def inputs(self, batch: Batch, augment: bool = False) -> tuple[Tensor, Tensor]:
         """Batch -> lip clips ``B,3,T,s,s`` (0-255) and MFCC windows ``B,N,1,13,20``.
 
         Frames go through the LSE metric's own transform (crop, 8-bit, resize, channel order:
@@ -307,7 +312,9 @@ class SyncNetExpert(ExpertModule):
             clips.append(x.transpose(0, 1))  # 3,T,s,s
         return torch.stack(clips), torch.stack(audio)
 
-    def _jitter_box(self, box: tuple[int, int, int, int], h: int, w: int) -> tuple[int, ...]:
+    def _jitter_box(
+        self, box: tuple[int, int, int, int], h: int, w: int
+    ) -> tuple[int, int, int, int]:
         x0, y0, x1, y1 = box
         reach = round(self.config.crop_jitter * (x1 - x0))
         dx, dy = (int(v) for v in torch.randint(-reach, reach + 1, (2,)))
@@ -350,7 +357,7 @@ class SyncNetExpert(ExpertModule):
         acc = (logits_v.argmax(-1) == target).float().mean()
         return (loss_v + loss_a) / 2, acc
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         clips, audio = self.inputs(batch, augment=self.config.augment)
         v, a = self.embed(clips, audio)
         loss, acc = self.contrastive_loss(v, a)
@@ -364,12 +371,12 @@ class SyncNetExpert(ExpertModule):
     def on_validation_epoch_start(self) -> None:
         self._val = {"pos": [], "neg": [], "offset": []}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         clips, audio = self.inputs(batch)
         v, a = self.embed(clips, audio)
-        loss, acc = self.contrastive_loss(v, a) if v.shape[0] > 1 else (None, None)
         bs = clips.shape[0]
-        if loss is not None:
+        if v.shape[0] > 1:
+            loss, acc = self.contrastive_loss(v, a)
             self.log("val/loss", loss, batch_size=bs, sync_dist=True)
             self.log("val/window_acc", acc, batch_size=bs, sync_dist=True)
         d = torch.cdist(v, a)  # B,N,N
@@ -389,14 +396,20 @@ class SyncNetExpert(ExpertModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val.get("pos"):
             return
-        pos = self.all_gather(torch.cat(self._val["pos"])).flatten()
-        neg = self.all_gather(torch.cat(self._val["neg"])).flatten()
+        pos = self._gather(torch.cat(self._val["pos"])).flatten()
+        neg = self._gather(torch.cat(self._val["neg"])).flatten()
         acc, threshold = balanced_accuracy(pos, neg)
-        offset_acc = self.all_gather(torch.stack(self._val["offset"])).float().mean()
+        offset_acc = self._gather(torch.stack(self._val["offset"])).float().mean()
         self.log("val/acc", acc, prog_bar=True, rank_zero_only=True)
         self.log("val/threshold", threshold, rank_zero_only=True)
         self.log("val/offset_acc", offset_acc, rank_zero_only=True)
         self._val = {}
+
+    def _gather(self, x: Tensor) -> Tensor:
+        """``all_gather`` of one tensor (Lightning annotates the union of every collection)."""
+        out = self.all_gather(x)
+        assert isinstance(out, Tensor)
+        return out
 
 
 def balanced_accuracy(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:

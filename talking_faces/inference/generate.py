@@ -9,10 +9,12 @@
 
 The face is prepared exactly as ``prepare`` prepares a video frame, with the same code
 (:mod:`talking_faces.data.prepare.landmarks`, :mod:`talking_faces.data.prepare.align`): 68 landmarks
-from face-alignment's S3FD + FAN (weights from the torch hub cache; the largest face wins), or
-read from a file (``--landmarks``), then the similarity transform to the template and the crop at
-the model's size. ``--aligned`` takes an image that is already such a crop (square; resized to
-the model's size).
+from face-alignment's S3FD + FAN (weights from the torch hub cache; the largest face wins), from
+dlib's CNN detector and 68-point shape predictor (``--landmark-backend dlib``: the registry assets
+``dlib-mmod-detector`` and ``dlib-shape-68``, ``talking-faces weights --fetch``; trained on iBUG
+300-W, not for commercial use), or read from a file (``--landmarks``), then the similarity
+transform to the template and the crop at the model's size. ``--aligned`` takes an image that
+is already such a crop (square; resized to the model's size).
 
 Landmark files (``--landmarks FILE``) hold 68 ``(x, y)`` points in pixels of the image, iBUG
 order: ``.npy`` (an array ``68,2``, or ``N,68,2`` with ``--landmarks-frame`` choosing one),
@@ -21,7 +23,8 @@ order: ``.npy`` (an array ``68,2``, or ``N,68,2`` with ``--landmarks-frame`` cho
 ``landmarks`` is one, or a list of such lists).
 
 The speech is any file PyAV reads (wav, flac, mp3, m4a, the audio of an mp4, ...), averaged to
-mono and resampled to 16 kHz as ``prepare`` does (:mod:`talking_faces.data.prepare.video`), cut
+mono and resampled to 16 kHz as ``prepare`` does
+(:func:`talking_faces.data.prepare.video.read_audio_file` and ``to_mono_16k``), cut
 into ``T = round(seconds * 25)`` frames, and featurised by
 :func:`talking_faces.data.prepare.audio.features_for_frames` with the parameters recorded in the
 checkpoint's ``dataset_meta`` (the training dataset's ``meta.json``; a checkpoint whose dataset
@@ -59,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from talking_faces.errors import UserError
+from talking_faces.names import FPS, META_FILE, SAMPLES_PER_FRAME, last_checkpoint
 
 if TYPE_CHECKING:  # imported where used: it pulls in torch, which argument checks do without
     from talking_faces.data.dataset import WindowConfig
@@ -66,8 +70,10 @@ if TYPE_CHECKING:  # imported where used: it pulls in torch, which argument chec
 log = logging.getLogger("talking_faces.inference.generate")
 
 #: frames per ``model.generate`` call (3 s at 25 fps)
-CHUNK_FRAMES = 75
+CHUNK_FRAMES = 3 * FPS
 LANDMARK_SUFFIXES = (".npy", ".npz", ".json")
+#: the backends that find a face photo's landmarks (``--landmark-backend``; prepare's backends)
+LANDMARK_BACKENDS = ("fan", "dlib")
 AUDIO_HINT = "give a speech file PyAV reads (wav, flac, mp3, m4a, mp4, ...)"
 
 
@@ -84,6 +90,7 @@ class GenerateRequest:
     aligned: bool = False
     landmarks: str | None = None
     landmarks_frame: int = 0
+    landmark_backend: str = "fan"
     device: str = "cpu"
     seed: int = 0
     chunk_frames: int = CHUNK_FRAMES
@@ -98,7 +105,7 @@ def check_request(req: GenerateRequest) -> None:
     if not Path(req.ckpt).is_file():
         raise UserError(
             f"checkpoint {req.ckpt} does not exist; pass the .ckpt a `fit` run wrote "
-            "(RUN/checkpoints/last.ckpt)"
+            f"({last_checkpoint('RUN')})"
         )
     if not Path(req.image).is_file():
         raise UserError(f"image {req.image} does not exist; give a face photo (PNG or JPEG)")
@@ -123,6 +130,11 @@ def check_request(req: GenerateRequest) -> None:
         raise UserError(f"--chunk-frames must be at least 1, got {req.chunk_frames}")
     if req.landmarks_frame < 0:
         raise UserError(f"--landmarks-frame must be 0 or more, got {req.landmarks_frame}")
+    if req.landmark_backend not in LANDMARK_BACKENDS:
+        raise UserError(
+            f"unknown landmark backend {req.landmark_backend!r}; "
+            f"choose one of {', '.join(LANDMARK_BACKENDS)}"
+        )
 
 
 def output_paths(req: GenerateRequest) -> list[Path]:
@@ -192,17 +204,28 @@ def read_landmarks(path: str | os.PathLike[str], frame: int = 0) -> np.ndarray:
     return points
 
 
-def detect_landmarks(image: np.ndarray, name: str, device: str = "cpu") -> np.ndarray:
-    """68 landmarks of the largest face by ``prepare``'s FAN backend: ``68,2`` float32.
+def detect_landmarks(
+    image: np.ndarray, name: str, device: str = "cpu", backend_name: str = "fan"
+) -> np.ndarray:
+    """68 landmarks of the largest face by ``prepare``'s FAN (or dlib) backend: ``68,2`` float32.
 
     Raises:
-        MissingWeightsError: FAN or S3FD weights are not in the torch hub cache.
+        MissingWeightsError: FAN or S3FD weights are not in the torch hub cache, or dlib's model
+            files are not in the asset cache.
         UserError: no face was found.
     """
     from talking_faces.data.clips import RawClip
-    from talking_faces.data.prepare.landmarks import FANLandmarks
+    from talking_faces.data.prepare.landmarks import (
+        DlibLandmarks,
+        FANLandmarks,
+        LandmarkBackend,
+    )
 
-    backend = FANLandmarks(device=device, batch_size=1)
+    backend: LandmarkBackend
+    if backend_name == "dlib":
+        backend = DlibLandmarks()  # CPU only; --device is the model's
+    else:
+        backend = FANLandmarks(device=device, batch_size=1)
     points, found = backend(image[None], RawClip(clip_id=name, speaker="", video=Path(name)))
     if not found[0]:
         raise UserError(
@@ -258,7 +281,7 @@ def face_crop(req: GenerateRequest, size: int, meta: dict[str, Any]) -> np.ndarr
     if req.landmarks is not None:
         points = read_landmarks(req.landmarks, req.landmarks_frame)
     else:
-        points = detect_landmarks(image, req.image, req.device)
+        points = detect_landmarks(image, req.image, req.device, req.landmark_backend)
     return align_face(image, points, size, meta, req.image)
 
 
@@ -303,7 +326,6 @@ def speech_features(
 ) -> tuple[np.ndarray, int]:
     """``(features N,F at 100 Hz, T frames)``: ``prepare``'s features of ``T = round(S / 640)``
     frames (the waveform cut or zero-padded to ``640 T`` samples first, as ``prepare`` does)."""
-    from talking_faces.data.clips import SAMPLES_PER_FRAME
     from talking_faces.data.dataset import select_features
     from talking_faces.data.prepare.audio import features_for_frames
 
@@ -323,8 +345,9 @@ def dataset_meta(model: Any) -> dict[str, Any]:
     if meta:
         return dict(meta)
     log.warning(
-        "the checkpoint records no dataset meta.json (written before fit saved it); preparing "
-        "the face and audio with prepare's default parameters"
+        "the checkpoint records no dataset %s (written before fit saved it); preparing "
+        "the face and audio with prepare's default parameters",
+        META_FILE,
     )
     return {"size": int(model.config.image_size)}
 
@@ -343,7 +366,8 @@ def window_config(model: Any) -> WindowConfig:
 
 def load_method(ckpt: str) -> Any:
     """A talking-face method from its checkpoint (experts are refused)."""
-    from talking_faces.models import TalkingFaceModule, load_model
+    from talking_faces.models import TalkingFaceModule
+    from talking_faces.registry import load_model
 
     model = load_model(ckpt)
     if not isinstance(model, TalkingFaceModule):

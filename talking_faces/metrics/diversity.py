@@ -132,6 +132,11 @@ class SampleDiversity(ExactSums):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    # states registered with add_state
+    inputs: torch.Tensor
+    mouth_inputs: torch.Tensor
+    sync_inputs: torch.Tensor
+    spread_max: torch.Tensor
 
     def __init__(
         self,

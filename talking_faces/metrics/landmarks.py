@@ -22,10 +22,21 @@ from __future__ import annotations
 
 import torch
 
+from talking_faces.config.choices import Choice
 from talking_faces.metrics.exact import ExactSums
 
 MOUTH = slice(48, 68)
-LMD_VARIANTS = ("default", "chen2018", "uncentred")
+
+
+class LMDVariant(Choice):
+    """The LMD definition (a config choice)."""
+
+    default = "default"
+    chen2018 = "chen2018"
+    uncentred = "uncentred"
+
+
+LMD_VARIANTS = LMDVariant.names()
 
 
 def frame_landmark_distance(
@@ -107,6 +118,11 @@ class LandmarkDistance(ExactSums):
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
+    # states registered with add_state
+    clips: torch.Tensor
+    frames_scored: torch.Tensor
+    failures: torch.Tensor
+    clips_unscored: torch.Tensor
 
     def __init__(self, variant: str = "default", **kwargs) -> None:
         super().__init__(**kwargs)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talking_faces import names
 from talking_faces.errors import UserError
 from talking_faces.metrics.diversity import SampleDiversity
 from talking_faces.metrics.image import (
@@ -43,29 +44,9 @@ _INT_COLUMNS = {"lse_offset", "lmd_frames_scored", "lmd_frames_failed"}
 
 LandmarkModel = Callable[[torch.Tensor], Any]
 
-# Direction of every key compute() can return (None: not a score, e.g. a count).
-HIGHER_IS_BETTER: dict[str, bool | None] = {
-    "psnr": True,
-    "ssim": True,
-    "lpips": False,
-    "cpbd": True,
-    "lmd": False,
-    "lmd_frames_scored": None,
-    "lmd_frames_failed": None,
-    "lmd_clips_unscored": None,
-    "lse_d": False,
-    "lse_c": True,
-    "lse_offset": None,
-    "lse_abs_offset": False,
-    "diversity_l1": True,
-    "diversity_lpips": True,
-    "diversity_mouth_share": None,
-    "diversity_mouth_area": None,
-    "diversity_lse_c_spread": False,
-    "diversity_lse_c_spread_max": False,
-    "diversity_lse_c_sample_spread": False,
-    "clips": None,
-}
+# Direction of every key compute() can return (None: not a score, e.g. a count): one table for
+# the whole package, in talking_faces.names.
+HIGHER_IS_BETTER: Mapping[str, bool | None] = names.HIGHER_IS_BETTER
 
 
 @dataclass
@@ -130,7 +111,7 @@ class Protocol:
                     f"protocol {self.name!r}: lse_crop_box must be (x0, y0, x1, y1) fractions "
                     f"with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {self.lse_crop_box}"
                 )
-            self.lse_crop_box = box  # type: ignore[assignment]
+            self.lse_crop_box = box
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Protocol:
@@ -206,6 +187,8 @@ class MetricSuite(nn.Module):
     one dict per clip seen by this process.
     """
 
+    landmark_model: LandmarkModel | None  # kept in __dict__, see __init__
+
     def __init__(
         self,
         protocol: Protocol | None = None,
@@ -280,6 +263,8 @@ class MetricSuite(nn.Module):
             self.cpbd.update(p_res)
             columns["cpbd"] = self.cpbd.batch_values
         if self.lmd is not None and target_landmarks is not None:
+            if self.landmark_model is None:  # never: self.lmd is made with a landmark model
+                raise RuntimeError("MetricSuite has an LMD metric but no landmark model")
             pred_lmk, pred_valid = _run_landmark_model(self.landmark_model, pred)
             # Both sets to protocol-resolution pixels: x by res / W, y by res / H.
             pred_scale = pred_lmk.new_tensor([res / pred.shape[-1], res / pred.shape[-2]])

@@ -48,17 +48,37 @@ import python_speech_features
 import torch
 import torch.nn.functional as F
 
+from talking_faces import names
+from talking_faces.config.choices import Choice
 from talking_faces.metrics.exact import ExactSums
 from talking_faces.nn.syncnet import SyncNet
 
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
-MFCC_PER_FRAME = 4  # 100 Hz / 25 fps
+SAMPLE_RATE = names.SAMPLE_RATE
+SAMPLES_PER_FRAME = names.SAMPLES_PER_FRAME  # 16 kHz / 25 fps
+MFCC_PER_FRAME = names.FEATURES_PER_FRAME  # 100 Hz / 25 fps
 WINDOW_FRAMES = 5
 WINDOW_MFCC = 20
 PAIRWISE_EPS = 1e-6
-MODES = ("full", "crop")
-CHANNEL_ORDERS = ("bgr", "rgb")
+
+
+class LSEMode(Choice):
+    """What SyncNet sees of a frame: the whole frame, or a mouth crop (a config choice)."""
+
+    full = "full"
+    crop = "crop"
+
+
+MODES = LSEMode.names()
+
+
+class ChannelOrder(Choice):
+    """The channel order SyncNet reads frames in (a config choice)."""
+
+    bgr = "bgr"
+    rgb = "rgb"
+
+
+CHANNEL_ORDERS = ChannelOrder.names()
 
 
 def syncnet_mfcc(waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -309,6 +329,7 @@ class LipSyncError(ExactSums):
     is_differentiable = False
     higher_is_better: bool | None = None
     full_state_update = False
+    clips: torch.Tensor  # a state registered with add_state
 
     def __init__(
         self,

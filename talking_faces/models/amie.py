@@ -37,33 +37,42 @@ generator sees the updated T), ``generator``, ``discriminator``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from talking_faces.config.choices import OptimizerName
 from talking_faces.errors import UserError
-from talking_faces.models.base import MethodEvalData, ModelConfig, TalkingFaceModule
+from talking_faces.models.base import MethodEvalData, ModelConfig, TalkingFaceModule, data_field
 from talking_faces.nn.attention import DynamicAttention
 from talking_faces.nn.discriminators import AudioFrameDiscriminator
-from talking_faces.nn.gan import GAN_KINDS, GANLoss
+from talking_faces.nn.gan import GAN_KINDS, GanKind, GANLoss
 from talking_faces.nn.lightcnn import IdentityEncoder
 from talking_faces.nn.lipread import MOUTH_BOX
 from talking_faces.nn.mutual_information import (
     BOUNDS,
+    MIBound,
     MIEstimator,
     MovingAverage,
     audio_embedding,
     estimate,
     frame_embedding,
 )
-from talking_faces.nn.perceptual import PERCEPTUAL_NETS, perceptual_loss, vgg19_weights_path
+from talking_faces.nn.perceptual import (
+    PERCEPTUAL_NETS,
+    PerceptualNet,
+    perceptual_loss,
+    vgg19_weights_path,
+)
 from talking_faces.nn.skip_decoder import SkipDecoder
 from talking_faces.nn.speech import SpeechEncoder
+
+if TYPE_CHECKING:
+    from talking_faces.data.batch import Batch
 
 
 @dataclass
@@ -71,7 +80,7 @@ class AMIEConfig(ModelConfig):
     """amie hyper-parameters. The paper gives none of them: every default is our choice."""
 
     name: str = "amie"
-    optimizer: str = "adam"
+    optimizer: OptimizerName = OptimizerName.adam
     lr: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     # ---- generator
@@ -97,19 +106,19 @@ class AMIEConfig(ModelConfig):
     disc_ndf: int = 64
     disc_audio_hidden: int = 256
     #: "bce", "lsgan" or "hinge"
-    gan_loss: str = "hinge"
+    gan_loss: GanKind = GanKind.hinge
     #: L1 against GAN as pix2pix weighs them (100 : 1), the GAN lowered further to 0.1 (see
     #: experiments/model/amie_tiny.yaml for what each setting measured)
     w_l1: float = 100.0
     w_gan: float = 0.1
     #: feature network of the perceptual loss: "vgg19", "landmarks" or "none"
-    perceptual: str = "landmarks"
+    perceptual: PerceptualNet = PerceptualNet.landmarks
     w_perceptual: float = 1.0
     # ---- AMIE
     #: weight of the generator's MI term (0: no estimator at all)
     mi_weight: float = 1.0
     #: "js", "dv" or "infonce"
-    mi_bound: str = "js"
+    mi_bound: MIBound = MIBound.js
     #: train the estimator on real pairs only (the paper's AMIE); false: also on generated pairs
     asymmetric: bool = True
     mi_width: int = 32
@@ -118,6 +127,15 @@ class AMIEConfig(ModelConfig):
     mi_average_rate: float = 0.01
     #: frames per window of the MI estimates ``evaluate`` writes
     mi_eval_frames: int = 8
+
+
+class TrainOutputs(TypedDict):
+    """What :meth:`AMIE.forward_train` gives the loss terms."""
+
+    #: generated frames ``B,T,3,H,W``
+    fake: Tensor
+    #: their DA masks ``B,T,1,h,w`` (None without DA)
+    masks: Tensor | None
 
 
 class AMIE(TalkingFaceModule):
@@ -131,12 +149,12 @@ class AMIE(TalkingFaceModule):
         c: AMIEConfig = self.config
         self.automatic_optimization = False
         self._check(c)
-        size = int(c.image_size)
+        size = data_field(c.image_size, "image_size")
+        window = data_field(c.audio_window, "audio_window")
+        features = data_field(c.audio_features, "audio_features")
         self.identity_encoder = IdentityEncoder(size, c.encoder_channels, c.encoder_blocks)
         self.previous_encoder = IdentityEncoder(size, c.encoder_channels, c.encoder_blocks)
-        self.audio_encoder = SpeechEncoder(
-            c.audio_window, c.audio_features, c.audio_dim, c.audio_width
-        )
+        self.audio_encoder = SpeechEncoder(window, features, c.audio_dim, c.audio_width)
         code = 2 * c.encoder_channels[-1] + c.audio_dim
         self.decoder = SkipDecoder(
             size, code, c.encoder_channels[2], c.decoder_channels, c.decoder_layers
@@ -147,14 +165,14 @@ class AMIE(TalkingFaceModule):
             else None
         )
         self.discriminator = AudioFrameDiscriminator(
-            size, c.audio_window, c.audio_features, c.disc_ndf, c.disc_audio_hidden
+            size, window, features, c.disc_ndf, c.disc_audio_hidden
         )
         self.gan = GANLoss(c.gan_loss)
         if c.mi_weight > 0:
             width = c.mi_width
             self.estimator: MIEstimator | None = MIEstimator(
                 frame_embedding(width),
-                audio_embedding(c.audio_window * c.audio_features, c.mi_hidden),
+                audio_embedding(window * features, c.mi_hidden),
                 4 * width,
                 c.mi_hidden,
                 c.mi_hidden,
@@ -179,7 +197,7 @@ class AMIE(TalkingFaceModule):
             )
         if c.gan_loss not in GAN_KINDS:
             raise UserError(f"model.gan_loss must be one of {', '.join(GAN_KINDS)}")
-        if int(c.image_size) % 32:
+        if data_field(c.image_size, "image_size") % 32:
             raise UserError(f"amie needs model.image_size a multiple of 32, got {c.image_size}")
         if not 0 <= c.scheduled_sampling <= 1:
             raise UserError("model.scheduled_sampling is a probability: between 0 and 1")
@@ -211,7 +229,10 @@ class AMIE(TalkingFaceModule):
         gen = [self.identity_encoder, self.previous_encoder, self.audio_encoder, self.decoder]
         if self.attention is not None:
             gen.append(self.attention)
-        groups = {"generator": gen, "discriminator": [self.discriminator]}
+        groups: dict[str, list[nn.Module]] = {
+            "generator": gen,
+            "discriminator": [self.discriminator],
+        }
         if self.estimator is not None:
             groups["estimator"] = [self.estimator]
         return groups
@@ -264,10 +285,12 @@ class AMIE(TalkingFaceModule):
 
     def _masks(self, prev: Tensor) -> Tensor:
         """DA masks ``B,T,1,h,w`` for the previous frames ``B,T,3,H,W`` (real or generated)."""
-        mask = self.attention.first(prev.shape[0])
+        attention = self.attention
+        assert attention is not None  # called with DA only
+        mask = attention.first(prev.shape[0])
         masks = [mask]
         for step in range(1, prev.shape[1]):
-            mask = self.attention.refine(mask, prev[:, step])
+            mask = attention.refine(mask, prev[:, step])
             masks.append(mask)
         return torch.stack(masks, 1)
 
@@ -285,11 +308,12 @@ class AMIE(TalkingFaceModule):
         id_code, id_maps = self.identity_encoder(identity)
         id_skip = id_maps[1]
         prev = identity
-        mask = self.attention.first(b) if self.attention is not None else None
+        attention = self.attention
+        mask = attention.first(b) if attention is not None else None
         out, masks = [], []
         for step in range(t):
-            if step > 0 and self.attention is not None:
-                mask = self.attention.refine(mask, prev)
+            if step > 0 and attention is not None and mask is not None:  # mask: None without DA
+                mask = attention.refine(mask, prev)
             frame = self._frame(id_code, id_skip, prev, a_codes[:, step], mask, step == 0)
             out.append(frame)
             if mask is not None:
@@ -348,7 +372,9 @@ class AMIE(TalkingFaceModule):
         return {"attention": overlay.clamp(0, 1)}
 
     # ------------------------------------------------------------------------- MI
-    def _repair(self, b: int, t: int, generator: torch.Generator | None, device) -> Tensor:
+    def _repair(
+        self, b: int, t: int, generator: torch.Generator | None, device: torch.device | str
+    ) -> Tensor:
         """Indices re-pairing each of the ``B*T`` frames with audio of another clip of the batch
         (a random other clip, a random frame of it)."""
         gdev = generator.device if generator is not None else "cpu"
@@ -362,11 +388,13 @@ class AMIE(TalkingFaceModule):
         self, frames: Tensor, audio: Tensor, perm: Tensor, train_average: bool = False
     ) -> Tensor:
         """The configured bound on flattened ``N,3,H,W`` frames and ``N,W,F`` audio."""
+        estimator = self.estimator
+        assert estimator is not None  # called with an estimator only (mi_weight > 0)
         avg = self.mi_average if (train_average and self.config.mi_bound == "dv") else None
-        return estimate(self.config.mi_bound, self.estimator, frames, audio, perm, avg)
+        return estimate(self.config.mi_bound, estimator, frames, audio, perm, avg)
 
     # ------------------------------------------------------------------------- losses
-    def forward_train(self, batch: Mapping[str, Any], generator=None) -> dict[str, Tensor]:
+    def forward_train(self, batch: Batch, generator: torch.Generator | None = None) -> TrainOutputs:
         frames, identity = batch["frames"], batch["identity"]
         a_codes = self.audio_codes(batch["audio"])
         p = self._sampling_probability()
@@ -378,9 +406,7 @@ class AMIE(TalkingFaceModule):
             fake, masks = self._teacher_forced(identity, frames, a_codes)
         return {"fake": fake, "masks": masks}
 
-    def generator_terms(
-        self, batch: Mapping[str, Any], fw: Mapping[str, Tensor], perm: Tensor
-    ) -> dict[str, Tensor]:
+    def generator_terms(self, batch: Batch, fw: TrainOutputs, perm: Tensor) -> dict[str, Tensor]:
         c = self.config
         real, audio = batch["frames"], batch["audio"]
         fake = fw["fake"]
@@ -408,17 +434,13 @@ class AMIE(TalkingFaceModule):
         terms["loss"] = total
         return terms
 
-    def discriminator_terms(
-        self, batch: Mapping[str, Any], fw: Mapping[str, Tensor]
-    ) -> dict[str, Tensor]:
+    def discriminator_terms(self, batch: Batch, fw: TrainOutputs) -> dict[str, Tensor]:
         real, audio = batch["frames"].flatten(0, 1), batch["audio"].flatten(0, 1)
         fake = fw["fake"].detach().flatten(0, 1)
         d = self.gan.discriminator(self.discriminator(real, audio), self.discriminator(fake, audio))
         return {"loss": d, "gan": d.detach()}
 
-    def estimator_terms(
-        self, batch: Mapping[str, Any], perm: Tensor, fake: Tensor | None
-    ) -> dict[str, Tensor]:
+    def estimator_terms(self, batch: Batch, perm: Tensor, fake: Tensor | None) -> dict[str, Tensor]:
         real, audio = batch["frames"].flatten(0, 1), batch["audio"].flatten(0, 1)
         mi_real = self._mi(real, audio, perm, train_average=True)
         terms = {"mi_real": mi_real.detach()}
@@ -430,9 +452,7 @@ class AMIE(TalkingFaceModule):
         terms["loss"] = total
         return terms
 
-    def loss(
-        self, batch: Mapping[str, Any], generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Validation loss: the weighted L1 (+ perceptual when loaded) of teacher-forced frames."""
         c = self.config
         fake, _ = self._teacher_forced(
@@ -448,7 +468,7 @@ class AMIE(TalkingFaceModule):
         out["loss"] = total
         return out
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
         c = self.config
         b, t = batch["frames"].shape[:2]
         gen = self.noise_generator(None)
@@ -477,7 +497,7 @@ class AMIE(TalkingFaceModule):
 
     @torch.no_grad()
     def _mi_readings(
-        self, batch: Mapping[str, Any], fake: Tensor, perm: Tensor, generator
+        self, batch: Batch, fake: Tensor, perm: Tensor, generator: torch.Generator | None
     ) -> dict[str, Tensor]:
         """The estimate on real, shuffled (positives re-paired too) and generated pairs."""
         real, audio = batch["frames"].flatten(0, 1), batch["audio"].flatten(0, 1)

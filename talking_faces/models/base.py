@@ -6,8 +6,8 @@ A method subclasses :class:`TalkingFaceModule`, declares its hyper-parameters as
 dataclass deriving from :class:`ModelConfig`, and implements :meth:`~TalkingFaceModule.loss`
 (a dict of named terms with ``"loss"`` the total) and :meth:`~TalkingFaceModule.generate`. Methods
 that need several optimizers (GANs) set ``automatic_optimization = False`` and override
-``training_step``. Validation, test and prediction are shared here and go through ``generate()``,
-so what is scored is what a user gets from ``talking-faces generate``.
+``training_step``. Validation and prediction are shared here and go through ``generate()``, so what
+is scored is what a user gets from ``talking-faces generate``.
 
 Validation is kept light: the method's own loss (``val/loss``, the default checkpoint monitor) and
 PSNR/SSIM of one sample per clip drawn with a fixed seed, plus mouth LMD (``val/lmd``, in pixels of
@@ -17,7 +17,11 @@ diversity, the fixed test pairs) is ``talking-faces evaluate``'s job.
 
 The constructor takes the model section of the run config (a mapping or the ``Config`` dataclass)
 and saves it as the hyper-parameters, so a checkpoint alone rebuilds the model:
-``MODELS[name].load_from_checkpoint(path)`` or :func:`talking_faces.models.load_model`.
+``MODELS[name].load_from_checkpoint(path)`` or :func:`talking_faces.registry.load_model`.
+
+:class:`TrainableModule` is the one base of everything ``fit`` trains, the methods here and the
+evaluation experts (:mod:`talking_faces.experts`): config handling and the plain-container
+hyper-parameters that make a checkpoint rebuild its network.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from talking_faces.config.choices import plain
 from talking_faces.config.schema import make_config
 from talking_faces.errors import UserError
 from talking_faces.metrics import LandmarkDistance, VideoPSNR, VideoSSIM
@@ -41,6 +47,9 @@ from talking_faces.models.optim import (
     check_optim_config,
     optim_config,
 )
+
+if TYPE_CHECKING:  # an annotation only: importing talking_faces.data at runtime loads litdata
+    from talking_faces.data.batch import Batch
 
 #: crop size in whose pixels validation LMD is reported (docs/metrics.md)
 LMD_SIZE = 128
@@ -73,6 +82,22 @@ class ModelConfig(OptimConfig):
     optim: dict[str, Any] = field(default_factory=dict)
 
 
+def _not_set(key: str) -> str:
+    return (
+        f"model.{key} is not set; build the model through `talking-faces fit` (which reads it "
+        f"from the dataset) or pass {key}=..."
+    )
+
+
+def data_field(value: int | None, key: str) -> int:
+    """The data-derived config field ``key`` (``image_size``, ``audio_window``,
+    ``audio_features``) as an int, for a method's constructor: ``fit`` fills these fields and
+    :meth:`TalkingFaceModule.check_config` refuses a config where one is still None."""
+    if value is None:
+        raise UserError(_not_set(key))
+    return value
+
+
 @dataclass
 class MethodEvalData:
     """What ``talking-faces evaluate`` hands to :meth:`TalkingFaceModule.method_metrics`.
@@ -92,7 +117,7 @@ class MethodEvalData:
     batch_size: int = 8
     limit: int | None = None
 
-    def windows(self, num_frames: int) -> Iterator[Mapping[str, Any]]:
+    def windows(self, num_frames: int) -> Iterator[Batch]:
         from talking_faces.data import TalkingFaceDataModule
 
         dm = TalkingFaceDataModule(
@@ -112,9 +137,9 @@ class MethodEvalData:
                 return
             if self.limit is not None and seen + len(batch["clip_id"]) > self.limit:
                 keep = self.limit - seen
-                batch = {k: v[:keep] for k, v in batch.items()}
+                batch = _batch_head(batch, keep)
             seen += len(batch["clip_id"])
-            yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            yield _batch_to(batch, self.device)
 
     def clips(self) -> Iterator[dict[str, Any]]:
         from talking_faces.data.dataset import PreparedDataset, WindowConfig, clip_items
@@ -127,7 +152,39 @@ class MethodEvalData:
             yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in item.items()}
 
 
-class TalkingFaceModule(L.LightningModule):
+def _batch_head(batch: Batch, n: int) -> Batch:
+    """The first ``n`` windows of ``batch`` (every value sliced; the same keys)."""
+    values: Mapping[str, Any] = batch
+    return cast("Batch", {k: v[:n] for k, v in values.items()})
+
+
+def _batch_to(batch: Batch, device: torch.device) -> Batch:
+    """``batch`` with its tensors on ``device`` (the same keys)."""
+    return cast(
+        "Batch", {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    )
+
+
+class TrainableModule(L.LightningModule):
+    """Base of every network ``fit`` trains: a ``Config`` dataclass (a :class:`ModelConfig`) built
+    from a mapping and/or keyword overrides, checked, and saved as the hyper-parameters (plain
+    containers only, so checkpoints load with ``torch.load(weights_only=True)``)."""
+
+    Config: ClassVar[type] = ModelConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__()
+        cfg = make_config(self.Config, config, **overrides)
+        self.check_config(cfg)
+        check_optim_config(cfg)
+        self.config = cfg
+        self.save_hyperparameters({"config": plain(dataclasses.asdict(cfg))})
+
+    def check_config(self, cfg: Any) -> None:
+        """Refuse a config this class cannot be built from (a :class:`UserError`)."""
+
+
+class TalkingFaceModule(TrainableModule):
     """Base of every method: ``generate(identity, audio) -> B,K,T,3,H,W`` and shared evaluation.
 
     Subclasses set ``Config`` (a :class:`ModelConfig` subclass), ``stochastic`` (whether
@@ -149,33 +206,23 @@ class TalkingFaceModule(L.LightningModule):
     generation_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__()
-        cfg = make_config(self.Config, config, **overrides)
-        for key in ("image_size", "audio_window", "audio_features"):
-            if getattr(cfg, key, 0) is None:
-                raise UserError(
-                    f"model.{key} is not set; build the model through `talking-faces fit` (which "
-                    f"reads it from the dataset) or pass {key}=..."
-                )
-        check_optim_config(cfg)
-        self.config = cfg
-        # plain containers only, so checkpoints load with torch.load(weights_only=True)
-        self.save_hyperparameters({"config": dataclasses.asdict(cfg)})
+        super().__init__(config, **overrides)
         #: seeds the sampling inside the training loss; its state is saved in checkpoints so a
         #: resumed run draws the same noise as an uninterrupted one (see on_fit_start)
         self.train_generator: torch.Generator | None = None
         self._train_generator_state: Tensor | None = None
         self.val_psnr = VideoPSNR()
         self.val_ssim = VideoSSIM()
-        self.test_psnr = VideoPSNR()
-        self.test_ssim = VideoSSIM()
         self.val_lmd = LandmarkDistance()
-        self.test_lmd = LandmarkDistance()
         # kept out of the module tree so it is neither trained nor saved with the model
         self._landmark_model: list[Any] = []
-        self._metric_suite: list[Any] = []
         #: group name -> (optimizer index, scheduler index or None), set by configure_optimizers
         self._group_slots: dict[str, tuple[int, int | None]] = {}
+
+    def check_config(self, cfg: Any) -> None:
+        for key in ("image_size", "audio_window", "audio_features"):
+            if getattr(cfg, key, 0) is None:
+                raise UserError(_not_set(key))
 
     def check_optim_groups(self) -> None:
         """Refuse ``model.optim`` entries that name no network group of this method."""
@@ -201,7 +248,7 @@ class TalkingFaceModule(L.LightningModule):
                 raise UserError(f"model.optim.{name}: {exc}") from None
 
     # ----------------------------------------------------------------- what a method provides
-    def loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Named loss terms on a batch; ``"loss"`` is the total that is minimised.
 
         ``generator`` seeds any sampling inside the loss (validation passes a fixed one).
@@ -304,7 +351,8 @@ class TalkingFaceModule(L.LightningModule):
                 return opt
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         self._check_group_coverage(groups)
-        optimizers, schedulers = [], []
+        optimizers: list[torch.optim.Optimizer] = []
+        schedulers: list[dict[str, Any]] = []
         self._group_slots = {}
         for name, modules in groups.items():
             c = self.group_optim_config(name)
@@ -355,7 +403,13 @@ class TalkingFaceModule(L.LightningModule):
             self.manual_backward(terms["loss"])
             clip = self.group_optim_config(name).clip_grad_norm
             if clip:
-                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+                # Lightning annotates an Optimizer; a LightningOptimizer is one at runtime (its
+                # class derives from the wrapped optimizer's), and Lightning's docs pass it here
+                self.clip_gradients(
+                    opt,  # type: ignore[arg-type]
+                    gradient_clip_val=clip,
+                    gradient_clip_algorithm="norm",
+                )
             if index == 0:
                 opt.step()  # advances trainer.global_step
             else:
@@ -365,7 +419,10 @@ class TalkingFaceModule(L.LightningModule):
         finally:
             self.untoggle_optimizer(opt)
         if slot is not None:
-            self.trainer.lr_scheduler_configs[slot].scheduler.step()
+            scheduler = self.trainer.lr_scheduler_configs[slot].scheduler
+            # configure_optimizers gave the group build_scheduler's LambdaLR, stepped per step
+            assert not isinstance(scheduler, ReduceLROnPlateau)
+            scheduler.step()
         return {k: v.detach() for k, v in terms.items()}
 
     def configure_gradient_clipping(
@@ -408,13 +465,6 @@ class TalkingFaceModule(L.LightningModule):
             model.eval().requires_grad_(False)
         self._landmark_model = [model] if model is not None else []
 
-    def attach_metric_suite(self, suite: Any) -> None:
-        """Score ``test`` with a :class:`~talking_faces.metrics.MetricSuite` (None detaches).
-
-        ``trainer.test`` then logs every metric of the suite as ``test/<name>``.
-        """
-        self._metric_suite = [suite] if suite is not None else []
-
     def _landmarks(self, frames: Tensor) -> tuple[Tensor, Tensor | None]:
         """Landmarks ``B,T,68,2`` (and validity ``B,T`` or None) of ``B,T,3,H,W`` frames."""
         detector = self._landmark_model[0]
@@ -456,22 +506,23 @@ class TalkingFaceModule(L.LightningModule):
         # applied in on_fit_start, once the module is on its device
         self._train_generator_state = checkpoint.get("train_generator_state")
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        """The loss of automatic optimization (methods with :meth:`optimizer_groups` override it
+        with :meth:`group_step` calls and return None)."""
         terms = self.loss(batch)
         self.log_terms("train", terms, batch["frames"].shape[0])
         return terms["loss"]
 
-    def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, stage: str) -> dict:
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        """The loss terms (``val/<term>``), PSNR and SSIM of one fixed-seed sample per clip, and
+        mouth LMD when a landmark model is attached."""
+        stage = "val"
         bs = batch["frames"].shape[0]
         gen = self.eval_generator(batch_idx)
         terms = self.loss(batch, generator=gen)
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, batch_size=bs, sync_dist=True)
         frames = self.generate(batch["identity"], batch["audio"], 1, generator=gen)[:, 0]
-        psnr, ssim, lmd = (
-            (self.val_psnr, self.val_ssim, self.val_lmd)
-            if stage == "val"
-            else (self.test_psnr, self.test_ssim, self.test_lmd)
-        )
+        psnr, ssim, lmd = self.val_psnr, self.val_ssim, self.val_lmd
         fake, real = frames.float(), batch["frames"].float()
         psnr.update(fake, real)
         ssim.update(fake, real)
@@ -484,31 +535,9 @@ class TalkingFaceModule(L.LightningModule):
                 points * scale, batch["landmarks"].float() * scale, valid, batch["landmarks_valid"]
             )
             self.log(f"{stage}/lmd", lmd, batch_size=bs)
-        if stage == "test" and self._metric_suite:
-            suite = self._metric_suite[0].to(fake.device)
-            suite.update(
-                fake,
-                real,
-                batch["waveform"],
-                batch["landmarks"],
-                batch["landmarks_valid"],
-                list(batch.get("clip_id") or []),
-            )
         return {"generated": frames.detach()}
 
-    def on_test_epoch_end(self) -> None:
-        if self._metric_suite:
-            scores = self._metric_suite[0].compute()
-            for key, value in scores.items():
-                self.log(f"test/suite_{key}", float(value), sync_dist=False)
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict:
-        return self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict:
-        return self._evaluate(batch, batch_idx, "test")
-
-    def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0):
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """Generated clips ``B,K,T,3,H,W`` with ``K = config.predict_samples``."""
         gen = self.eval_generator(batch_idx, dataloader_idx)
         return self.generate(

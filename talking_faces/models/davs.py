@@ -47,25 +47,37 @@ L2-normalised WID sequences) over the evaluated split.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from talking_faces.config.choices import Choice, LRSchedule, OptimizerName
 from talking_faces.errors import UserError
-from talking_faces.models.base import MethodEvalData, ModelConfig, TalkingFaceModule
+from talking_faces.models.base import MethodEvalData, ModelConfig, TalkingFaceModule, data_field
 from talking_faces.nn.discriminators import PatchDiscriminator, SequenceDiscriminator
-from talking_faces.nn.gan import GANLoss
+from talking_faces.nn.gan import GanKind, GANLoss
 from talking_faces.nn.heads import CodeDiscriminator, MapSequenceClassifier, SequenceClassifier
 from talking_faces.nn.lightcnn import IdentityEncoder
 from talking_faces.nn.lipread import MOUTH_BOX, HourglassEncoder, LipEncoder, box_mask
 from talking_faces.nn.skip_decoder import SkipDecoder
 from talking_faces.nn.speech import SpeechEncoder
 
-VIDEO_ENCODERS = ("lip", "hourglass")
+if TYPE_CHECKING:
+    from talking_faces.data.batch import Batch
+
+
+class VideoEncoder(Choice):
+    """davs' video WID trunk (a config choice): the lip encoder, or the FAN hourglass."""
+
+    lip = "lip"
+    hourglass = "hourglass"
+
+
+VIDEO_ENCODERS = VideoEncoder.names()
 
 
 @dataclass
@@ -73,10 +85,10 @@ class DAVSConfig(ModelConfig):
     """davs hyper-parameters; defaults are the authors' (256 px, LRW), see ``davs.yaml``."""
 
     name: str = "davs"
-    optimizer: str = "adam"
+    optimizer: OptimizerName = OptimizerName.adam
     lr: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    lr_schedule: str = "linear"
+    lr_schedule: LRSchedule = LRSchedule.linear
     # ---- data-derived (fit fills them from the prepared dataset)
     #: words of the dataset (0: no word labels; the word terms are then off)
     num_words: int | None = None
@@ -91,7 +103,7 @@ class DAVSConfig(ModelConfig):
     #: channel multiplier of the audio WID encoder's two branches
     audio_width: float = 1.0
     #: video WID encoder: "lip" (lip-region conv trunk) or "hourglass" (the authors' FAN trunk)
-    video_encoder: str = "lip"
+    video_encoder: VideoEncoder = VideoEncoder.lip
     lip_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
     lip_crop: int = 64
     hourglass_width: float = 1.0
@@ -109,7 +121,7 @@ class DAVSConfig(ModelConfig):
     disc_ndf: int = 64
     disc_layers: int = 3
     #: "bce", "lsgan" or "hinge" for the sequence and frame GANs
-    gan_loss: str = "bce"
+    gan_loss: GanKind = GanKind.bce
     #: the authors' soft labels (targets 1-u / u, u ~ U(0, 0.1)) in the discriminators' GAN loss
     soft_labels: bool = True
     # ---- loss weights (the authors' code; 0 removes a term)
@@ -155,16 +167,21 @@ class DAVS(TalkingFaceModule):
     drives = ("audio", "video")
     generation_options = ("wid_scale", "finetune_steps", "finetune_lr")
 
+    #: 1 inside the mouth box of an ``image_size`` frame, 0 outside: ``1,1,H,W`` (a buffer)
+    mouth: Tensor
+
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         c: DAVSConfig = self.config
         self.automatic_optimization = False
         self._check(c)
-        size = int(c.image_size)
+        size = data_field(c.image_size, "image_size")
+        window = data_field(c.audio_window, "audio_window")
+        features = data_field(c.audio_features, "audio_features")
         words = int(c.num_words or 0)
         speakers = int(c.num_speakers or 0)
         self.pid = IdentityEncoder(size, c.pid_channels, c.pid_blocks)
-        self.audio_wid = SpeechEncoder(c.audio_window, c.audio_features, c.wid_dim, c.audio_width)
+        self.audio_wid = SpeechEncoder(window, features, c.wid_dim, c.audio_width)
         if c.video_encoder == "lip":
             self.video_wid: nn.Module = LipEncoder(
                 c.wid_dim, c.lip_channels, c.lip_crop, c.mouth_box
@@ -227,7 +244,7 @@ class DAVS(TalkingFaceModule):
                 f"model.gen_frames={c.gen_frames} must be between 1 and model.seq_frames="
                 f"{c.seq_frames}"
             )
-        if int(c.image_size) % 32:
+        if data_field(c.image_size, "image_size") % 32:
             raise UserError(f"davs needs model.image_size a multiple of 32, got {c.image_size}")
 
     def check_run_config(self, cfg: Any) -> None:
@@ -243,7 +260,7 @@ class DAVS(TalkingFaceModule):
     def optimizer_groups(self) -> dict[str, list[nn.Module]]:
         gen = [self.pid, self.audio_wid, self.video_wid, self.decoder]
         gen += [m for m in (self.word_classifier, self.identity_head) if m is not None]
-        disc = [
+        disc: list[nn.Module] = [
             m
             for m in (
                 self.modality_disc,
@@ -272,7 +289,9 @@ class DAVS(TalkingFaceModule):
         b, t = frames.shape[:2]
         return self.video_wid(frames.flatten(0, 1)).view(b, t, -1)
 
-    def decode(self, pid: Tensor, skip: Tensor, wid: Tensor, decoder: nn.Module | None = None):
+    def decode(
+        self, pid: Tensor, skip: Tensor, wid: Tensor, decoder: nn.Module | None = None
+    ) -> Tensor:
         """PID ``B,P`` + skip + WID ``B,T,D`` -> frames ``B,T,3,H,W``."""
         b, t = wid.shape[:2]
         dec = decoder if decoder is not None else self.decoder
@@ -325,7 +344,7 @@ class DAVS(TalkingFaceModule):
         return slice(start, start + n)
 
     def forward_train(
-        self, batch: Mapping[str, Any], generator: torch.Generator | None = None
+        self, batch: Batch, generator: torch.Generator | None = None
     ) -> dict[str, Any]:
         """Everything the generator and discriminator losses need, on one batch."""
         c = self.config
@@ -350,7 +369,7 @@ class DAVS(TalkingFaceModule):
         return out
 
     def generator_terms(
-        self, batch: Mapping[str, Any], fw: Mapping[str, Any], generator=None
+        self, batch: Batch, fw: Mapping[str, Any], generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
         """The generator group's loss terms (``loss`` their weighted sum)."""
         c = self.config
@@ -401,16 +420,16 @@ class DAVS(TalkingFaceModule):
         fakes = [fw["fake_a"]] + ([fw["fake_v"]] if c.video_driven else [])
         if self.seq_disc is not None:
             seq_audio = audio[:, win]
-            adv = sum(self.gan.generator(self.seq_disc(f, seq_audio)) for f in fakes) / len(fakes)
+            adv = _sum(self.gan.generator(self.seq_disc(f, seq_audio)) for f in fakes) / len(fakes)
             add("seq_gan", c.w_seq_gan, adv)
         if self.frame_disc is not None:
-            adv = sum(self.gan.generator(self.frame_disc(f.flatten(0, 1))) for f in fakes)
+            adv = _sum(self.gan.generator(self.frame_disc(f.flatten(0, 1))) for f in fakes)
             add("frame_gan", c.w_frame_gan, adv / len(fakes))
         terms["loss"] = total
         return terms
 
     def discriminator_terms(
-        self, batch: Mapping[str, Any], fw: Mapping[str, Any], generator=None
+        self, batch: Batch, fw: Mapping[str, Any], generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
         """The discriminator group's loss terms on detached generator outputs."""
         c = self.config
@@ -445,14 +464,14 @@ class DAVS(TalkingFaceModule):
         if self.seq_disc is not None:
             seq_audio = audio[:, win]
             real_logits = self.seq_disc(real, seq_audio)
-            d = sum(
+            d = _sum(
                 self.gan.discriminator(real_logits, self.seq_disc(f, seq_audio), gen) for f in fakes
             ) / len(fakes)
             terms["seq_gan"] = d.detach()
             total = total + d
         if self.frame_disc is not None:
             real_logits = self.frame_disc(real.flatten(0, 1))
-            d = sum(
+            d = _sum(
                 self.gan.discriminator(real_logits, self.frame_disc(f.flatten(0, 1)), gen)
                 for f in fakes
             ) / len(fakes)
@@ -461,9 +480,7 @@ class DAVS(TalkingFaceModule):
         terms["loss"] = total
         return terms
 
-    def loss(
-        self, batch: Mapping[str, Any], generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Validation loss: the weighted full-frame and mouth L1 of audio-driven generations of
         the whole window (the reconstruction part of the generator's objective)."""
         c = self.config
@@ -476,7 +493,7 @@ class DAVS(TalkingFaceModule):
             "mouth": mouth.detach(),
         }
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
         bs = batch["frames"].shape[0]
         if self.global_step < self.config.pid_pretrain_steps and self.identity_head is not None:
             terms = self.group_step("generator", lambda: self._pretrain_terms(batch))
@@ -496,11 +513,13 @@ class DAVS(TalkingFaceModule):
             )
             self.log_terms("train_d", d_terms, bs)
 
-    def _pretrain_terms(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    def _pretrain_terms(self, batch: Batch) -> dict[str, Tensor]:
+        head = self.identity_head
+        assert head is not None  # training_step pretrains only with an identity head
         speakers = batch["speaker"]
         keep = speakers >= 0
         code, _ = self.pid(batch["frames"][:, 0])
-        ce = F.cross_entropy(self.identity_head(code)[keep].float(), speakers[keep])
+        ce = F.cross_entropy(head(code)[keep].float(), speakers[keep])
         return {"loss": ce, "identity_ce": ce.detach()}
 
     # ------------------------------------------------------------------------- generation
@@ -600,6 +619,13 @@ class DAVS(TalkingFaceModule):
             "candidates": int(a.shape[0]),
         }
         return out
+
+
+def _sum(terms: Iterable[Tensor]) -> Tensor:
+    """``sum(terms)`` of one or more loss terms, typed as the tensor it is."""
+    total = sum(terms)
+    assert isinstance(total, Tensor)  # not sum's 0: every caller has at least one term
+    return total
 
 
 def retrieval_scores(distances: Tensor) -> dict[str, float]:

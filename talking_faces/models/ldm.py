@@ -52,18 +52,21 @@ batch being generated), which makes a sample depend on the other clips of its ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from talking_faces.models.base import ModelConfig, TalkingFaceModule
+from talking_faces.config.choices import OptimizerName
+from talking_faces.models.base import ModelConfig, TalkingFaceModule, data_field
 from talking_faces.nn.audio import AudioEncoder
 from talking_faces.nn.recurrent import LSTM, GaussianLSTM, gaussian_kl, reparameterize
 from talking_faces.nn.vgg import VGGDecoder, VGGEncoder, init_weights
+
+if TYPE_CHECKING:
+    from talking_faces.data.batch import Batch
 
 
 @dataclass
@@ -71,7 +74,7 @@ class LDMConfig(ModelConfig):
     """ldm hyper-parameters; defaults are the published run (128 px, z 24, beta 1e-6)."""
 
     name: str = "ldm"
-    optimizer: str = "rmsprop"
+    optimizer: OptimizerName = OptimizerName.rmsprop
     lr: float = 2e-4
     #: the authors' RMSprop settings
     alpha: float = 0.9
@@ -112,11 +115,12 @@ class LDM(TalkingFaceModule):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         c: LDMConfig = self.config
-        self.encoder = VGGEncoder(c.image_size, c.code_dim, c.channels, c.encoder_layers)
-        self.decoder = VGGDecoder(c.image_size, c.code_dim, c.channels, c.decoder_layers)
+        size = data_field(c.image_size, "image_size")
+        self.encoder = VGGEncoder(size, c.code_dim, c.channels, c.encoder_layers)
+        self.decoder = VGGDecoder(size, c.code_dim, c.channels, c.decoder_layers)
         self.audio_encoder = AudioEncoder(
-            c.audio_window,
-            c.audio_features,
+            data_field(c.audio_window, "audio_window"),
+            data_field(c.audio_features, "audio_features"),
             c.audio_channels,
             c.audio_hidden,
             c.audio_code_dim,
@@ -150,9 +154,7 @@ class LDM(TalkingFaceModule):
         b, t = audio.shape[:2]
         return self.audio_encoder(audio.flatten(0, 1)).view(b, t, -1)
 
-    def loss(
-        self, batch: Mapping[str, Any], generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Teacher-forced reconstruction with posterior samples.
 
         Returns ``loss`` (sum over frames of MSE + beta * KL), and per-frame means ``mse`` and

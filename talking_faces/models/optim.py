@@ -31,20 +31,20 @@ from typing import Any
 
 import torch
 
+from talking_faces.config.choices import LRSchedule, OptimizerName
 from talking_faces.errors import UserError
 
 #: optimizers a config may name
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+OPTIMIZERS = OptimizerName.names()
 #: learning-rate schedules a config may name
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = LRSchedule.names()
 
 
 @dataclass
 class OptimConfig:
     """One optimizer and its schedule."""
 
-    #: one of OPTIMIZERS
-    optimizer: str = "adam"
+    optimizer: OptimizerName = OptimizerName.adam
     lr: float = 2e-4
     weight_decay: float = 0.0
     #: Adam/AdamW betas
@@ -54,8 +54,7 @@ class OptimConfig:
     eps: float = 1e-8
     #: SGD/RMSprop momentum
     momentum: float = 0.0
-    #: one of SCHEDULES
-    lr_schedule: str = "constant"
+    lr_schedule: LRSchedule = LRSchedule.constant
     #: linear schedule: steps at the full rate before the decay starts
     lr_decay_start: int = 0
     #: final rate as a fraction of lr (linear and cosine)

@@ -38,6 +38,8 @@ class DynamicAttention(nn.Module):
         width: channels of the refining head.
     """
 
+    initial: Tensor
+
     def __init__(
         self,
         map_size: int,
@@ -49,16 +51,18 @@ class DynamicAttention(nn.Module):
         super().__init__()
         self.register_buffer("initial", box_mask(map_size, map_size, box), persistent=False)
         self.init_rate, self.rate = float(init_rate), float(rate)
-        self.head = nn.Sequential(
+        layers: list[nn.Module] = [
             nn.Conv2d(4, width, 3, 1, 1),
             nn.LeakyReLU(0.2, True),
             nn.Conv2d(width, width, 3, 1, 1),
             nn.LeakyReLU(0.2, True),
-            nn.Conv2d(width, 1, 3, 1, 1),
-        )
+        ]
+        last = nn.Conv2d(width, 1, 3, 1, 1)
+        self.head = nn.Sequential(*layers, last)
         # start the refinement near the identity (keep the previous mask): logit of the mask
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:  # always: the conv has a bias
+            nn.init.zeros_(last.bias)
 
     def first(self, batch: int) -> Tensor:
         """The coarse lip box mask ``B,1,h,w`` of the first frame."""

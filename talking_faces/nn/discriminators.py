@@ -26,7 +26,18 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-NORMS: tuple[str, ...] = ("batch", "instance", "none")
+from talking_faces.config.choices import Choice
+
+
+class Norm(Choice):
+    """The normalisation layer of a discriminator (a config choice)."""
+
+    batch = "batch"
+    instance = "instance"
+    none = "none"
+
+
+NORMS: tuple[str, ...] = Norm.names()
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -26,7 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-GAN_KINDS: tuple[str, ...] = ("bce", "lsgan", "hinge")
+from talking_faces.config.choices import Choice
+
+
+class GanKind(Choice):
+    """The GAN loss (a config choice)."""
+
+    bce = "bce"
+    lsgan = "lsgan"
+    hinge = "hinge"
+
+
+GAN_KINDS: tuple[str, ...] = GanKind.names()
 
 Logits = Tensor | Sequence[Tensor]
 

@@ -29,7 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BOUNDS: tuple[str, ...] = ("js", "dv", "infonce")
+from talking_faces.config.choices import Choice
+
+
+class MIBound(Choice):
+    """The mutual-information bound (a config choice)."""
+
+    js = "js"
+    dv = "dv"
+    infonce = "infonce"
+
+
+BOUNDS: tuple[str, ...] = MIBound.names()
 LOG4 = math.log(4.0)
 
 
@@ -60,6 +71,9 @@ class MovingAverage(nn.Module):
     each call in training). The average is a buffer, so it is saved in checkpoints and a resumed
     run continues with it.
     """
+
+    value: Tensor
+    started: Tensor
 
     def __init__(self, rate: float = 0.01) -> None:
         super().__init__()

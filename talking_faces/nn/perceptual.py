@@ -21,14 +21,34 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from talking_faces.config.choices import Choice
 from talking_faces.errors import MissingWeightsError, UserError
 
-PERCEPTUAL_NETS: tuple[str, ...] = ("vgg19", "landmarks", "none")
+
+class FeatureRegressor(Protocol):
+    """A network with a feature trunk (the landmark expert's regressor): frames -> feature maps.
+    A protocol, so ``nn/`` needs no import of the experts above it."""
+
+    def features(self, x: Tensor) -> list[Tensor]: ...
+
+    def eval(self) -> Any: ...
+
+
+class PerceptualNet(Choice):
+    """The feature network of a perceptual loss (a config choice)."""
+
+    vgg19 = "vgg19"
+    landmarks = "landmarks"
+    none = "none"
+
+
+PERCEPTUAL_NETS: tuple[str, ...] = PerceptualNet.names()
 VGG19_FILENAME = "vgg19-dcbedc0f.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILENAME}"
 #: indices in torchvision's vgg19().features after which relu1_2 ... relu5_4 come
@@ -43,6 +63,9 @@ def vgg19_weights_path() -> Path:
 
 class VGG19Features(nn.Module):
     """``N,3,H,W`` in [0,1] -> the five relu maps of :data:`VGG19_LAYERS`."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, features: nn.Sequential) -> None:
         super().__init__()
@@ -89,7 +112,7 @@ def load_vgg19(path: str | Path | None = None) -> VGG19Features:
 class ExpertFeatures(nn.Module):
     """The landmark expert's trunk as a feature network (``N,3,H,W`` in [0,1] -> maps)."""
 
-    def __init__(self, regressor: nn.Module) -> None:
+    def __init__(self, regressor: FeatureRegressor) -> None:
         super().__init__()
         self.regressor = regressor.eval().requires_grad_(False)
 
@@ -123,7 +146,9 @@ class PerceptualLoss(nn.Module):
         return total
 
 
-def perceptual_loss(kind: str, landmark_expert: nn.Module | None = None) -> PerceptualLoss | None:
+def perceptual_loss(
+    kind: str, landmark_expert: FeatureRegressor | None = None
+) -> PerceptualLoss | None:
     """The :class:`PerceptualLoss` of feature network ``kind`` (:data:`PERCEPTUAL_NETS`).
 
     ``landmarks`` needs the dataset's landmark expert (a module with ``features``).

@@ -91,6 +91,10 @@ class SkipDecoder(nn.Module):
         h = self.stem(code[:, :, None, None])
         for i, block in enumerate(self.blocks):
             if i == self.skip_at and self.skip_channels:
+                if skip is None:
+                    raise TypeError(
+                        f"this decoder needs a skip map of {self.skip_channels} channels"
+                    )
                 h = torch.cat([skip, h], 1)
             h = self.up(block(h))
         return (self.out(h) + 1) / 2

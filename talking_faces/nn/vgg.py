@@ -116,7 +116,7 @@ class VGGEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        if self.head[0].weight.is_contiguous(memory_format=torch.channels_last):
+        if _conv(self.head[0]).weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         skips = []
         h = x
@@ -202,7 +202,7 @@ class VGGDecoder(nn.Module):
         terms = []
         for k, block in enumerate(self.blocks):
             skip = skips[n - 1 - k]
-            conv = _first_conv(block)
+            conv = _first_conv(_sequential(block))
             c = skip.shape[1]  # the skip is the last c input channels
             w = conv.weight
             layout = (
@@ -212,7 +212,7 @@ class VGGDecoder(nn.Module):
             )
             if isinstance(conv, nn.ConvTranspose2d):
                 w_h, w_s = w[:-c], w[-c:]
-                term = F.conv_transpose2d(skip, w_s, None, conv.stride, conv.padding)
+                term = F.conv_transpose2d(skip, w_s, None, conv.stride, _padding(conv))
             else:
                 w_h, w_s = w[:, :-c], w[:, -c:]
                 term = F.conv2d(skip, w_s, None, conv.stride, conv.padding)
@@ -223,11 +223,12 @@ class VGGDecoder(nn.Module):
         """``forward(code, skips)`` given ``terms = skip_terms(skips)``: ``N,code_dim`` ->
         ``N,3,S,S``."""
         h = self.stem(code.view(code.shape[0], -1, 1, 1))
-        for block, (w_h, term) in zip(self.blocks, terms, strict=True):
+        for module_block, (w_h, term) in zip(self.blocks, terms, strict=True):
+            block = _sequential(module_block)
             x = self.up(h)
             conv = _first_conv(block)
             if isinstance(conv, nn.ConvTranspose2d):
-                y = F.conv_transpose2d(x, w_h, conv.bias, conv.stride, conv.padding)
+                y = F.conv_transpose2d(x, w_h, conv.bias, conv.stride, _padding(conv))
             else:
                 y = F.conv2d(x, w_h, conv.bias, conv.stride, conv.padding)
             y = y + term
@@ -239,7 +240,30 @@ class VGGDecoder(nn.Module):
         return h
 
 
+def _sequential(module: nn.Module) -> nn.Sequential:
+    """``module``, typed as the :class:`nn.Sequential` every block of these networks is."""
+    if not isinstance(module, nn.Sequential):
+        raise TypeError(f"expected an nn.Sequential block, got {type(module).__name__}")
+    return module
+
+
+def _conv(module: nn.Module) -> nn.Conv2d | nn.ConvTranspose2d:
+    """``module``, typed as the (transposed) convolution it is by construction."""
+    if not isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        raise TypeError(f"expected a Conv2d or ConvTranspose2d, got {type(module).__name__}")
+    return module
+
+
 def _first_conv(block: nn.Sequential) -> nn.Conv2d | nn.ConvTranspose2d:
     """The convolution that sees a decoder block's concatenated input."""
     first = block[0]
-    return first[0] if isinstance(first, nn.Sequential) else first
+    return _conv(first[0] if isinstance(first, nn.Sequential) else first)
+
+
+def _padding(conv: nn.ConvTranspose2d) -> tuple[int, ...]:
+    """``conv.padding`` as the tuple it is: torch annotates the attribute ``str | tuple`` for
+    every convolution, but a transposed one takes numbers only and stores them as a tuple."""
+    padding = conv.padding
+    if isinstance(padding, str):
+        raise TypeError(f"ConvTranspose2d padding must be numeric, got {padding!r}")
+    return padding

@@ -118,6 +118,12 @@ def _table(group: Group, shown: list[str], gid: int) -> str:
     return "".join(out)
 
 
+def _extent(row: Row, metric: str) -> tuple[float, float]:
+    """The row's interval of ``metric``, or its mean at both ends where it has none."""
+    ci = row.ci.get(metric)
+    return ci if ci else (row.mean[metric], row.mean[metric])
+
+
 def _chart(group: Group, metric: str) -> str:
     """Horizontal bars (means) with interval whiskers, one per row that has the metric."""
     rows = [r for r in group.rows if metric in r.mean]
@@ -125,8 +131,8 @@ def _chart(group: Group, metric: str) -> str:
         return ""
     label_w, bar_w, row_h, pad = 190, 300, 22, 8
     width, height = label_w + bar_w + 70, pad * 2 + row_h * len(rows) + 14
-    lo = min([0.0] + [r.ci[metric][0] if r.ci.get(metric) else r.mean[metric] for r in rows])
-    hi = max([r.ci[metric][1] if r.ci.get(metric) else r.mean[metric] for r in rows] + [lo])
+    lo = min([0.0] + [_extent(r, metric)[0] for r in rows])
+    hi = max([_extent(r, metric)[1] for r in rows] + [lo])
     span = hi - lo if hi > lo else 1.0
 
     def x(v: float) -> float:

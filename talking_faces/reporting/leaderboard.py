@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from talking_faces import names
 from talking_faces.config.files import named_file
 from talking_faces.errors import UserError
 from talking_faces.evaluation.results import (
@@ -56,11 +57,11 @@ from talking_faces.utils.io import sha256_json
 
 #: metrics shown in the Markdown and HTML tables (when a group has them), in this order; the
 #: CSV has every metric with a direction
-HEADLINE = ("psnr", "ssim", "lpips", "lmd", "lse_d", "lse_c", "cpbd", "diversity_l1")
+HEADLINE = names.HEADLINE_METRICS
 #: run-config keys that do not change what a checkpoint learned (dropped from the row key)
 RUN_CONFIG_IGNORED = ("seed", "out", "name", "ckpt_path", "logger", "checkpoint")
 DATA_IGNORED = ("root", "num_workers")
-REFERENCE_ORDER = ("ground-truth", "static", "shuffled")
+REFERENCE_ORDER = names.BASELINES
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 ALPHA = 0.05
@@ -305,7 +306,7 @@ def build_group(members: list[dict[str, Any]]) -> Group:
     metrics = sorted(k for k in directions if k in present)
     metrics = [m for m in HEADLINE if m in metrics] + [m for m in metrics if m not in HEADLINE]
     primary = protocol.get("primary_metric") or next(
-        (m for m in ("lse_c", "lmd", "ssim") if m in metrics), metrics[0] if metrics else ""
+        (m for m in names.RANKING_FALLBACK if m in metrics), metrics[0] if metrics else ""
     )
     if primary in metrics:
         metrics.remove(primary)
@@ -322,16 +323,16 @@ def build_group(members: list[dict[str, Any]]) -> Group:
     scored.sort(key=lambda r: -r.mean[primary] if higher else r.mean[primary])
     unscored = [r for r in methods if primary not in r.mean]
     refs = sorted((r for r in rows if r.is_reference), key=_reference_order)
-    for i, r in enumerate(scored, 1):
-        r.rank = i
+    for i, row in enumerate(scored, 1):
+        row.rank = i
     if scored:
         best = scored[0]
         best.best = True
-        for r in [*scored[1:], *refs]:
-            if primary in r.per_pair and primary in best.per_pair:
-                r.p_value = paired_test(r.per_pair[primary], best.per_pair[primary])
-            if not r.is_reference and r.p_value is not None:
-                r.tie = r.p_value >= ALPHA
+        for row in [*scored[1:], *refs]:
+            if primary in row.per_pair and primary in best.per_pair:
+                row.p_value = paired_test(row.per_pair[primary], best.per_pair[primary])
+            if not row.is_reference and row.p_value is not None:
+                row.tie = row.p_value >= ALPHA
     return Group(
         key=comparison_key(first),
         dataset=first["dataset"],
@@ -557,11 +558,11 @@ def to_markdown(board: Leaderboard) -> str:
         names = sorted({k for r in board.reported for k in r["metrics"]})
         lines.append("| method | dataset | protocol | " + " | ".join(names) + " | source |")
         lines.append("|" + "---|" * (len(names) + 4))
-        for r in board.reported:
-            vals = [fmt(r["metrics"].get(k)) if k in r["metrics"] else "–" for k in names]
-            src = f"{r['citation']}, {r['table']} (reported)"
+        for rep in board.reported:
+            vals = [fmt(rep["metrics"].get(k)) if k in rep["metrics"] else "–" for k in names]
+            src = f"{rep['citation']}, {rep['table']} (reported)"
             lines.append(
-                f"| {r['method']} | {r['dataset']} | {r['protocol']} | "
+                f"| {rep['method']} | {rep['dataset']} | {rep['protocol']} | "
                 + " | ".join(vals)
                 + f" | {src} |"
             )
@@ -631,11 +632,11 @@ def to_csv(board: Leaderboard) -> str:
                     _num(ci[1] if ci else None),
                 ]
             w.writerow(line)
-    for r in board.reported:
-        line = ["", "reported", "reported", "", r["method"], r["method"], "", "", "", "", ""]
-        line += ["", r["dataset"], "", r["protocol"], "", f"{r['citation']}, {r['table']}"]
+    for rep in board.reported:
+        line = ["", "reported", "reported", "", rep["method"], rep["method"], "", "", "", "", ""]
+        line += ["", rep["dataset"], "", rep["protocol"], "", f"{rep['citation']}, {rep['table']}"]
         for m in metrics:
-            line += [_num(r["metrics"].get(m)), "", "", ""]
+            line += [_num(rep["metrics"].get(m)), "", "", ""]
         w.writerow(line)
     return buf.getvalue()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import lightning as L
 import torch
@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from talking_faces.training.loggers import RunCSVLogger
+from talking_faces.training.loggers import RunCSVLogger, is_wandb_logger
 from talking_faces.utils.io import atomic_path
 from talking_faces.utils.mp4 import side_by_side, to_uint8_video, write_clip_mp4
 
@@ -92,6 +92,7 @@ class StepProgressBar(TQDMProgressBar):
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total: int | float | None
         if trainer.max_steps is not None and trainer.max_steps > 0:
             total = trainer.max_steps
         else:
@@ -135,6 +136,16 @@ class StepProgressBar(TQDMProgressBar):
         return metrics
 
 
+class _WithDebugPanels(Protocol):
+    """What :class:`SampleVideos` calls on a module that has ``debug_panels`` (a method)."""
+
+    def debug_panels(
+        self, identity: torch.Tensor, audio: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]: ...
+
+    def eval_generator(self, batch_idx: int, dataloader_idx: int = 0) -> torch.Generator: ...
+
+
 class SampleVideos(Callback):
     """Every ``every_n_val`` validations, write real | generated clips of the first val batch."""
 
@@ -164,18 +175,19 @@ class SampleVideos(Callback):
             or "generated" not in outputs
         ):
             return
-        panels = {}
+        panels: dict[str, torch.Tensor] = {}
         if hasattr(pl_module, "debug_panels"):
+            module = cast(_WithDebugPanels, pl_module)
             n = self.num_videos
             with torch.no_grad():
-                panels = pl_module.debug_panels(
+                panels = module.debug_panels(
                     batch["identity"][:n],
                     batch["audio"][:n],
-                    generator=pl_module.eval_generator(batch_idx),
+                    generator=module.eval_generator(batch_idx),
                 )
         paths, captions = self.write(trainer.global_step, batch, outputs["generated"], panels)
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
+            if is_wandb_logger(logger):
                 logger.log_video(
                     "val/samples",
                     videos=paths,
@@ -194,7 +206,7 @@ class SampleVideos(Callback):
         batch: Mapping[str, Any],
         generated: torch.Tensor,
         panels: Mapping[str, torch.Tensor] | None = None,
-    ):
+    ) -> tuple[list[str], list[str]]:
         """Write up to ``num_videos`` mp4 files (real | generated | ``panels``, each
         ``N,T,3,H,W`` in [0,1]); return their paths and captions."""
         n = self.num_videos

@@ -47,7 +47,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -58,6 +58,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from talking_faces.config.schema import require_complete, to_dict, to_yaml
 from talking_faces.errors import UserError
+from talking_faces.names import (
+    CHECKPOINTS_DIR,
+    EXPERTS_DIR,
+    LAST_CHECKPOINT,
+    RUN_CONFIG_FILE,
+    expert_file,
+)
 from talking_faces.training.callbacks import (
     AtomicCheckpointIO,
     RunInfo,
@@ -70,6 +77,9 @@ from talking_faces.training.resume import RankGeneratorStates
 from talking_faces.utils.distributed import global_rank_from_env
 from talking_faces.utils.io import write_json_atomic, write_text_atomic
 from talking_faces.utils.provenance import git_info
+
+if TYPE_CHECKING:
+    from talking_faces.data import TalkingFaceDataModule
 
 log = logging.getLogger("talking_faces.training.fit")
 
@@ -142,7 +152,7 @@ def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.ckpt_path is None:
         return None
     if cfg.ckpt_path == "last":
-        last = run_dir / "checkpoints" / "last.ckpt"
+        last = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
         return str(last) if last.is_file() else None
     path = Path(cfg.ckpt_path)
     if not path.is_file():
@@ -152,24 +162,24 @@ def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
 
 def prepare_run_dir(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
     """Create (or reopen, when resuming) the run folder and write config and git info."""
-    if not resuming and cfg.ckpt_path is None and (run_dir / "config.yaml").exists():
+    old = run_dir / RUN_CONFIG_FILE
+    if not resuming and cfg.ckpt_path is None and old.exists():
         raise UserError(
             f"run folder {run_dir} already exists; resume it with ckpt_path=last or pick "
             "another name=..."
         )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    old = run_dir / "config.yaml"
+    (run_dir / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
     if old.exists():
         n = 1
-        while (run_dir / f"config.{n}.yaml").exists():
+        while old.with_name(f"{old.stem}.{n}{old.suffix}").exists():
             n += 1
-        os.replace(old, run_dir / f"config.{n}.yaml")
+        os.replace(old, old.with_name(f"{old.stem}.{n}{old.suffix}"))
     write_text_atomic(old, to_yaml(cfg))
     write_json_atomic(run_dir / "git.json", git_info())
 
 
 # ------------------------------------------------------------------------------- components
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+def build_datamodule(cfg: DictConfig) -> TalkingFaceDataModule:
     """:class:`talking_faces.data.TalkingFaceDataModule` from ``cfg.data`` and ``cfg.seed``."""
     from talking_faces.data import TalkingFaceDataModule
 
@@ -223,6 +233,10 @@ def fill_model_shapes(cfg: DictConfig, shapes: Mapping[str, int]) -> None:
             )
 
 
+#: the landmark expert's file in ``PREP/experts/`` (as :func:`talking_faces.names.expert_file`)
+_LANDMARK_EXPERT_FILE = Path(expert_file("PREP", "landmarks")).name
+
+
 def attach_landmark_expert(model: L.LightningModule, cfg: DictConfig) -> str | None:
     """Give a method the dataset's landmark expert for ``val/lmd``; return its path, or None.
 
@@ -238,14 +252,18 @@ def attach_landmark_expert(model: L.LightningModule, cfg: DictConfig) -> str | N
         return None
     if storage.is_remote(root) and not root.startswith("s3://"):
         return None  # experts are fetched from s3:// datasets only
-    from talking_faces.experts import EXPERTS_DIR, load_expert
+    from talking_faces.registry import load_expert
 
-    path = storage.fetch_dataset_file(root, EXPERTS_DIR, "landmarks.ckpt")
+    path = storage.fetch_dataset_file(root, EXPERTS_DIR, _LANDMARK_EXPERT_FILE)
     if path is None:
         return None
     expert, _ = load_expert(path, "landmarks")
     model.attach_landmark_model(expert)
-    return storage.join(root, EXPERTS_DIR, "landmarks.ckpt")
+    return storage.join(root, EXPERTS_DIR, _LANDMARK_EXPERT_FILE)
+
+
+#: fields of the ``trainer`` config section that are not ``lightning.Trainer`` arguments
+NOT_TRAINER_ARGS = ("channels_last",)
 
 
 def build_trainer(
@@ -258,32 +276,74 @@ def build_trainer(
 ) -> L.Trainer:
     """``lightning.Trainer`` from ``cfg.trainer`` with the run folder's checkpoints.
 
+    Every field of ``cfg.trainer`` but :data:`NOT_TRAINER_ARGS` is passed to the Trainer as it
+    is, except ``strategy`` (see :func:`trainer_strategy`); the framework adds the callbacks,
+    loggers, run folder, atomic checkpoint writer and progress display.
     ``manual_optimization``: the model steps several optimizers itself (see the module
     docstring for what changes). ``dataset_meta``: the prepared dataset's ``meta.json``, saved
     in every checkpoint beside the run config. The progress bar counts steps of
     ``trainer.max_steps`` (:class:`~talking_faces.training.callbacks.StepProgressBar`).
     """
+    container = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(container, dict)
+    args = cast("dict[str, Any]", container)  # a config section's keys are str
+    for key in NOT_TRAINER_ARGS:
+        args.pop(key, None)
+    args["strategy"] = trainer_strategy(cfg, manual_optimization)
+    quiet = os.environ.get("TALKING_FACES_QUIET") == "1"
+    callbacks = build_callbacks(cfg, run_dir, extra_callbacks, dataset_meta)
+    if not quiet:
+        callbacks.append(StepProgressBar())
+    try:
+        return L.Trainer(
+            **args,
+            callbacks=callbacks,
+            logger=loggers,
+            default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=not quiet,
+            enable_model_summary=not quiet,
+        )
+    except (MisconfigurationException, ValueError) as exc:
+        raise UserError(f"trainer config: {str(exc).splitlines()[0]}") from None
+
+
+def trainer_strategy(cfg: DictConfig, manual_optimization: bool) -> Any:
+    """``trainer.strategy``, with unused parameters allowed under DDP for a model that steps
+    several optimizers itself, after refusing the trainer settings such a model cannot honour."""
     t = cfg.trainer
     strategy: Any = t.strategy
-    if manual_optimization:
-        if t.gradient_clip_val:
-            raise UserError(
-                f"model '{cfg.model.name}' trains several networks with their own optimizers; "
-                "clip per network group with model.clip_grad_norm (all groups) or "
-                "model.optim.<group>.clip_grad_norm instead of trainer.gradient_clip_val"
-            )
-        if t.accumulate_grad_batches != 1:
-            raise UserError(
-                f"model '{cfg.model.name}' steps its optimizers itself: "
-                "trainer.accumulate_grad_batches must be 1 (raise data.batch_size instead)"
-            )
-        several = str(t.devices) not in ("1", "cpu") or t.num_nodes > 1
-        if strategy == "ddp" or (strategy == "auto" and several):
-            # each optimizer step touches one network group: the others get no gradient
-            strategy = "ddp_find_unused_parameters_true"
-        elif strategy == "ddp_spawn":
-            strategy = "ddp_spawn_find_unused_parameters_true"
-    ckdir = run_dir / "checkpoints"
+    if not manual_optimization:
+        return strategy
+    if t.gradient_clip_val:
+        raise UserError(
+            f"model '{cfg.model.name}' trains several networks with their own optimizers; "
+            "clip per network group with model.clip_grad_norm (all groups) or "
+            "model.optim.<group>.clip_grad_norm instead of trainer.gradient_clip_val"
+        )
+    if t.accumulate_grad_batches != 1:
+        raise UserError(
+            f"model '{cfg.model.name}' steps its optimizers itself: "
+            "trainer.accumulate_grad_batches must be 1 (raise data.batch_size instead)"
+        )
+    several = str(t.devices) not in ("1", "cpu") or t.num_nodes > 1
+    if strategy == "ddp" or (strategy == "auto" and several):
+        # each optimizer step touches one network group: the others get no gradient
+        return "ddp_find_unused_parameters_true"
+    if strategy == "ddp_spawn":
+        return "ddp_spawn_find_unused_parameters_true"
+    return strategy
+
+
+def build_callbacks(
+    cfg: DictConfig,
+    run_dir: Path,
+    extra_callbacks: list[Callback] | None = None,
+    dataset_meta: Mapping[str, Any] | None = None,
+) -> list[Callback]:
+    """The run's callbacks (without the progress bar): the best and last checkpoints, the run
+    config and dataset meta in them, every rank's training-noise generator, then ``extra``."""
+    ckdir = run_dir / CHECKPOINTS_DIR
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckdir,
@@ -308,44 +368,17 @@ def build_trainer(
                 every_n_train_steps=cfg.checkpoint.every_n_train_steps,
             )
         )
-    callbacks += extra_callbacks or []
-    quiet = os.environ.get("TALKING_FACES_QUIET") == "1"
-    if not quiet:
-        callbacks.append(StepProgressBar())
-    try:
-        return L.Trainer(
-            accelerator=t.accelerator,
-            devices=t.devices,
-            strategy=strategy,
-            num_nodes=t.num_nodes,
-            precision=t.precision,
-            max_steps=t.max_steps,
-            max_epochs=t.max_epochs,
-            max_time=t.max_time,
-            val_check_interval=t.val_check_interval,
-            check_val_every_n_epoch=t.check_val_every_n_epoch,
-            limit_train_batches=t.limit_train_batches,
-            limit_val_batches=t.limit_val_batches,
-            num_sanity_val_steps=t.num_sanity_val_steps,
-            gradient_clip_val=t.gradient_clip_val,
-            accumulate_grad_batches=t.accumulate_grad_batches,
-            log_every_n_steps=t.log_every_n_steps,
-            deterministic=t.deterministic,
-            callbacks=callbacks,
-            logger=loggers,
-            default_root_dir=str(run_dir),
-            plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=not quiet,
-            enable_model_summary=not quiet,
-        )
-    except (MisconfigurationException, ValueError) as exc:
-        raise UserError(f"trainer config: {str(exc).splitlines()[0]}") from None
+    return callbacks + (extra_callbacks or [])
+
+
+#: the loggers whose records go to the run folder's fit.log
+_LOGGED = ("lightning.pytorch", "lightning.fabric", "talking_faces")
 
 
 def _log_to_file(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
+    for name in _LOGGED:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
@@ -370,71 +403,26 @@ def fit(cfg: DictConfig) -> Path:
     ckpt = resolve_ckpt(cfg, run_dir)
     resume_step = _checkpoint_step(ckpt)
     if cfg.ckpt_path == "last" and ckpt is None and rank == 0:
-        log.info("no checkpoint in %s; starting from step 0", run_dir / "checkpoints")
+        log.info("no checkpoint in %s; starting from step 0", run_dir / CHECKPOINTS_DIR)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     fill_model_shapes(cfg, data_shapes(cfg, datamodule))
-    from talking_faces.models import model_class
-
-    model = model_class(cfg.model.name)(cfg.model)
-    if hasattr(model, "check_optim_groups"):
-        model.check_optim_groups()
-        model.check_run_config(cfg)
-    if cfg.trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg)
     landmark_expert = attach_landmark_expert(model, cfg)
 
     # a folder this call creates is removed again if the run fails before its first checkpoint
     # (a trainer setting Lightning refuses, data that gives no window), so the same command can
     # simply be run again once fixed
     created_here = rank == 0 and not run_dir.exists()
-    if rank == 0:
-        prepare_run_dir(cfg, run_dir, resuming=ckpt is not None)
-        handler = _log_to_file(run_dir / "fit.log")
-        if landmark_expert:
-            log.info("val/lmd scored with the landmark expert %s", landmark_expert)
-    else:
-        _wait_for(run_dir / "config.yaml")
-        handler = None
+    handler = _open_run_dir(cfg, run_dir, rank, ckpt is not None, landmark_expert)
     loggers: list[Logger] = []
     finished = False
     try:
         loggers = build_loggers(cfg, run_dir, resume_step)
-        samples = SampleVideos(
-            run_dir / "samples", cfg.logger.sample_every_n_val, cfg.logger.sample_videos
-        )
-        trainer = build_trainer(
-            cfg,
-            run_dir,
-            loggers,
-            [samples],
-            manual_optimization=not model.automatic_optimization,
-            dataset_meta=datamodule.meta,
-        )
-        # the seed again: building the datamodule and model drew from the global generators
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        try:
-            with _without_unactionable_warnings(cfg):
-                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
-        except MisconfigurationException as exc:
-            if "could not find the monitored key" not in str(exc):
-                raise
-            raise UserError(
-                f"checkpoint.monitor={cfg.checkpoint.monitor!r} is not logged by model "
-                f"'{cfg.model.name}'; use e.g. checkpoint.monitor=val/loss"
-            ) from None
-        if trainer.global_step == 0 and cfg.trainer.max_steps != 0:
-            raise UserError(
-                f"no training batches: the {cfg.data.train_split!r} split of {cfg.data.root} "
-                f"gives less than data.batch_size={cfg.data.batch_size} windows per process; "
-                "lower data.batch_size or data.num_frames"
-            )
-        if not trainer.interrupted:
-            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-        finished = not trainer.interrupted
+        finished = _train(cfg, run_dir, model, datamodule, loggers, ckpt)
     except UserError:
-        if created_here and not any((run_dir / "checkpoints").glob("*.ckpt")):
+        if created_here and not any((run_dir / CHECKPOINTS_DIR).glob("*.ckpt")):
             _remove_run_dir(run_dir, handler)
             handler = None
         raise
@@ -442,22 +430,97 @@ def fit(cfg: DictConfig) -> Path:
         # end the W&B run: its summary and config are written, no handle is left open
         finish_loggers(loggers, success=finished)
         if handler is not None:
-            for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
-                logging.getLogger(name).removeHandler(handler)
-            handler.close()
+            _close_log_file(handler)
     if not finished:
         # stopped by a signal (Ctrl-C, SIGTERM): not a finished run, whatever Lightning returned
         raise KeyboardInterrupt
     return run_dir
 
 
+def build_model(cfg: DictConfig) -> L.LightningModule:
+    """The method (or expert) ``cfg.model`` names, its run config checked, in channels-last
+    memory format when ``trainer.channels_last``."""
+    from talking_faces.registry import model_class
+
+    model = model_class(cfg.model.name)(cfg.model)
+    if hasattr(model, "check_optim_groups"):
+        model.check_optim_groups()
+        model.check_run_config(cfg)
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _open_run_dir(
+    cfg: DictConfig, run_dir: Path, rank: int, resuming: bool, landmark_expert: str | None
+) -> logging.Handler | None:
+    """Rank 0 creates (or reopens) the run folder and logs to its ``fit.log``, whose handler it
+    returns; the other ranks wait for rank 0's folder and return None."""
+    if rank != 0:
+        _wait_for(run_dir / RUN_CONFIG_FILE)
+        return None
+    prepare_run_dir(cfg, run_dir, resuming=resuming)
+    handler = _log_to_file(run_dir / "fit.log")
+    if landmark_expert:
+        log.info("val/lmd scored with the landmark expert %s", landmark_expert)
+    return handler
+
+
+def _train(
+    cfg: DictConfig,
+    run_dir: Path,
+    model: L.LightningModule,
+    datamodule: TalkingFaceDataModule,
+    loggers: list[Logger],
+    ckpt: str | None,
+) -> bool:
+    """Build the trainer, train (from ``ckpt`` when given) and save ``last.ckpt``; return
+    whether the run finished (False: stopped by a signal)."""
+    samples = SampleVideos(
+        run_dir / "samples", cfg.logger.sample_every_n_val, cfg.logger.sample_videos
+    )
+    trainer = build_trainer(
+        cfg,
+        run_dir,
+        loggers,
+        [samples],
+        manual_optimization=not model.automatic_optimization,
+        dataset_meta=datamodule.meta,
+    )
+    # the seed again: building the datamodule and model drew from the global generators
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    try:
+        with _without_unactionable_warnings(cfg):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    except MisconfigurationException as exc:
+        if "could not find the monitored key" not in str(exc):
+            raise
+        raise UserError(
+            f"checkpoint.monitor={cfg.checkpoint.monitor!r} is not logged by model "
+            f"'{cfg.model.name}'; use e.g. checkpoint.monitor=val/loss"
+        ) from None
+    if trainer.global_step == 0 and cfg.trainer.max_steps != 0:
+        raise UserError(
+            f"no training batches: the {cfg.data.train_split!r} split of {cfg.data.root} "
+            f"gives less than data.batch_size={cfg.data.batch_size} windows per process; "
+            "lower data.batch_size or data.num_frames"
+        )
+    if not trainer.interrupted:
+        trainer.save_checkpoint(run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT, weights_only=False)
+    return not trainer.interrupted
+
+
+def _close_log_file(handler: logging.Handler) -> None:
+    for name in _LOGGED:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
 def _remove_run_dir(run_dir: Path, handler: logging.Handler | None) -> None:
     import shutil
 
     if handler is not None:
-        for name in ("lightning.pytorch", "lightning.fabric", "talking_faces"):
-            logging.getLogger(name).removeHandler(handler)
-        handler.close()
+        _close_log_file(handler)
     shutil.rmtree(run_dir, ignore_errors=True)
 
 

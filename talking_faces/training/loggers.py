@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeGuard, cast
 
 import yaml
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -28,12 +28,19 @@ from omegaconf import DictConfig
 
 from talking_faces.config.schema import to_dict
 from talking_faces.errors import UserError
+from talking_faces.names import METRICS_CSV
 from talking_faces.utils.distributed import global_rank_from_env
 from talking_faces.utils.io import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+    from lightning.pytorch.loggers import WandbLogger
 
 
 class _AppendingWriter(ExperimentWriter):
     """CSV writer that keeps the rows a resumed run already wrote (Lightning's deletes them)."""
+
+    NAME_METRICS_FILE = METRICS_CSV
 
     def __init__(self, log_dir: str, keep_until_step: int | None) -> None:
         self._keep_until_step = keep_until_step
@@ -109,7 +116,7 @@ class RunCSVLogger(CSVLogger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
+    def experiment(self) -> _ExperimentWriter:  # Lightning's type of ``_experiment``
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(self.log_dir, self._keep_until_step)
@@ -150,13 +157,24 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> li
     return loggers
 
 
-def _wandb_mode() -> dict[str, str]:
+class _WandbMode(TypedDict, total=False):
+    """The ``wandb.init`` keyword :func:`_wandb_mode` passes (none, or ``mode``)."""
+
+    mode: Literal["online", "offline", "disabled", "shared"]
+
+
+def _wandb_mode() -> _WandbMode:
     """Offline unless the user's environment chose a mode (``WANDB_MODE``).
 
     Passed as ``wandb.init(mode=...)`` rather than Lightning's ``offline=True``, which sets
     ``WANDB_MODE`` for the rest of the process.
     """
     return {} if "WANDB_MODE" in os.environ else {"mode": "offline"}
+
+
+def is_wandb_logger(logger: Logger) -> TypeGuard[WandbLogger]:
+    """Whether ``logger`` is Lightning's ``WandbLogger`` (by class name: no W&B import)."""
+    return type(logger).__name__ == "WandbLogger"
 
 
 def finish_loggers(loggers: Sequence[Logger], success: bool = True) -> None:
@@ -167,7 +185,7 @@ def finish_loggers(loggers: Sequence[Logger], success: bool = True) -> None:
     rank 0) has one to finish.
     """
     for logger in loggers:
-        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None):
+        if is_wandb_logger(logger) and getattr(logger, "_experiment", None):
             finish_wandb_run(logger.experiment, exit_code=0 if success else 1)
 
 
@@ -259,7 +277,9 @@ def add_results_to_wandb(
             for row in per_clip:
                 columns += [c for c in row if c not in columns]
             table = wandb.Table(
-                columns=columns, data=[[row.get(c) for c in columns] for row in per_clip]
+                # wandb annotates ``columns`` as the invariant list[str | int]; names are str
+                columns=cast("list[str | int]", columns),
+                data=[[row.get(c) for c in columns] for row in per_clip],
             )
             run.log({f"{key}/per_clip": table})
     finally:

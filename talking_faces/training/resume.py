@@ -1,6 +1,6 @@
 """Exact resume under DDP: the state each rank holds for itself, saved for every rank.
 
-fit (``run.build_trainer`` adds **RankGeneratorStates**) -> checkpoint (rank 0 writes it, holding
+fit (``fit.build_callbacks`` adds **RankGeneratorStates**) -> checkpoint (rank 0 writes it, holding
 every rank's state) -> ``ckpt_path=last`` -> each rank gets its own state back
 
 Lightning writes a checkpoint from global rank 0 only, so a module hook that stores per-process

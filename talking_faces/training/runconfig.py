@@ -4,7 +4,7 @@
 :func:`talking_faces.training.fit.fit`
 
 This is the one place where the generic composition of :mod:`talking_faces.config.schema` meets the
-registry of trainable classes (:func:`talking_faces.models.model_class`: the methods in ``MODELS``
+registry of trainable classes (:func:`talking_faces.registry.model_class`: the methods in ``MODELS``
 and the evaluation experts), which keeps :mod:`talking_faces.config.schema` free of model imports.
 """
 
@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
 from talking_faces.config.schema import compose_config
-from talking_faces.models import model_class
+from talking_faces.registry import model_class
+
+if TYPE_CHECKING:
+    from talking_faces.models.base import TrainableModule
 
 
 def _model_config(name: str) -> type:
-    return model_class(name).Config
+    cls: type[TrainableModule] = model_class(name)  # what the registry holds
+    return cls.Config
 
 
 def load_config(

@@ -10,14 +10,21 @@ import contextlib
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from talking_faces import names
 from talking_faces.utils.io import atomic_path
 
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
+
 #: video frame rate and audio sample rate of every prepared dataset
-FPS = 25
+FPS = names.FPS
 SAMPLE_RATE = 16000
 
 
@@ -61,9 +68,9 @@ class Mp4Writer:
         self.frames_written = 0
         self._samples_written = 0
         self._stack: contextlib.ExitStack | None = None
-        self._container = None
-        self._video = None
-        self._audio = None
+        self._container: OutputContainer | None = None
+        self._video: VideoStream | None = None
+        self._audio: AudioStream | None = None
 
     def __enter__(self) -> Mp4Writer:
         import av
@@ -87,37 +94,40 @@ class Mp4Writer:
         h, w = frames.shape[1:3]
         if h % 2 or w % 2:
             frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        if self._video is None:
-            self._open_streams(frames.shape[2], frames.shape[1])
+        video = self._video
+        if video is None:
+            video = self._open_streams(self._container, frames.shape[2], frames.shape[1])
         for frame in frames:
-            for packet in self._video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 self._container.mux(packet)
         self.frames_written += len(frames)
         self._write_audio(self.frames_written * self.sample_rate // self.fps)
 
-    def _open_streams(self, width: int, height: int) -> None:
-        vs = self._container.add_stream("libx264", rate=self.fps)
+    def _open_streams(self, container: OutputContainer, width: int, height: int) -> VideoStream:
+        vs = container.add_stream("libx264", rate=self.fps)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         vs.options = {"crf": "18", "preset": "veryfast"}
         self._video = vs
         if self.waveform is not None:
-            self._audio = self._container.add_stream("aac", rate=self.sample_rate)
+            self._audio = container.add_stream("aac", rate=self.sample_rate)
             self._audio.layout = "mono"
+        return vs
 
     def _write_audio(self, until: int) -> None:
         import av
 
-        if self._audio is None:
-            return
-        until = min(until, len(self.waveform))
+        audio, waveform, container = self._audio, self.waveform, self._container
+        if audio is None or waveform is None or container is None:
+            return  # an audio stream exists only with a waveform, in an open container
+        until = min(until, len(waveform))
         if until <= self._samples_written:
             return
-        chunk = self.waveform[self._samples_written : until][None]
+        chunk = waveform[self._samples_written : until][None]
         af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
         af.sample_rate = self.sample_rate
         af.pts = self._samples_written
-        for packet in self._audio.encode(af):
-            self._container.mux(packet)
+        for packet in audio.encode(af):
+            container.mux(packet)
         self._samples_written = until
 
     def __exit__(
@@ -134,14 +144,15 @@ class Mp4Writer:
             stack.__exit__(exc_type, exc, tb)  # closes the file and deletes it
             return
         with stack:  # closes the file, then renames it into place (deletes it if this raises)
-            if self._video is None:
+            video, container = self._video, self._container
+            if video is None or container is None:  # a video stream implies the container
                 raise ValueError(f"no frames were written to {self.path}")
-            for packet in self._video.encode():
-                self._container.mux(packet)
-            if self._audio is not None:
+            for packet in video.encode():
+                container.mux(packet)
+            if self._audio is not None and self.waveform is not None:  # audio implies a waveform
                 self._write_audio(len(self.waveform))
                 for packet in self._audio.encode():
-                    self._container.mux(packet)
+                    container.mux(packet)
         self._container = self._video = self._audio = None
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from talking_faces.data.clips import FEATURES_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
+from talking_faces.names import FEATURES_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 #: keyword arguments of ``python_speech_features.mfcc`` (its defaults, written out)
 MFCC_PARAMS: dict[str, Any] = dict(

@@ -18,15 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from talking_faces.data.clips import (
-    FPS,
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    ClipSkipped,
-    ProcessedClip,
-    RawClip,
-)
-from talking_faces.data.prepare import align, audio, landmarks, readers, video
+from talking_faces.data.clips import ClipSkipped, ProcessedClip, RawClip
+from talking_faces.data.prepare import align, audio, landmarks, video
+from talking_faces.data.sources import readers
+from talking_faces.names import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
 @dataclass(frozen=True)

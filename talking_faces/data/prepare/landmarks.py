@@ -2,7 +2,7 @@
 
 video.decode_clip (25 fps frames) -> **landmarks** (backend, fill_gaps, smooth) -> align -> writer
 
-Two backends, chosen with ``prepare --landmarks``:
+Three backends, chosen with ``prepare --landmarks``:
 
 * ``fan``: face-alignment's S3FD detector and 2D FAN (the field's standard), batched, on the CPU
   or ``--device cuda``. Weights are read from the torch hub cache (``torch.hub.get_dir()/
@@ -10,6 +10,11 @@ Two backends, chosen with ``prepare --landmarks``:
   a :class:`~talking_faces.errors.MissingWeightsError` names it and the folder, and nothing is
   downloaded. Detection runs on batches of frames; with several faces in a frame the largest box
   wins and FAN runs on that face only.
+* ``dlib``: dlib's CNN (MMOD) face detector, or its HOG detector, and its 68-point shape
+  predictor, frame by frame on the CPU. The two ``.dat`` files are the registry assets
+  ``dlib-mmod-detector`` and ``dlib-shape-68`` (``talking-faces weights --fetch``); with several
+  faces the largest box wins. The 68-point model was trained on iBUG 300-W, whose licence excludes
+  commercial use: not for commercial products.
 * ``sidecar``: landmarks shipped beside the clips (``<stem>.landmarks.npz``, as the synthetic corpus
   writes them), resampled in time like the frames.
 
@@ -33,12 +38,13 @@ from urllib.parse import urlparse
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from talking_faces.data.clips import FPS, ClipSkipped, RawClip
+from talking_faces.data.clips import ClipSkipped, RawClip
 from talking_faces.errors import MissingWeightsError, UserError
+from talking_faces.names import FPS
 from talking_faces.utils.io import sha256_file, sha256_json
 
 NUM_LANDMARKS = 68
-BACKENDS: tuple[str, ...] = ("sidecar", "fan")
+BACKENDS: tuple[str, ...] = ("sidecar", "fan", "dlib")
 
 
 class LandmarkBackend(abc.ABC):
@@ -277,12 +283,137 @@ def _largest(boxes: Any) -> list[np.ndarray]:
     return [np.asarray(boxes[int(np.argmax(areas))])]
 
 
+# --------------------------------------------------------------------------------------- dlib
+
+#: dlib's face detectors: ``cnn`` (MMOD, the ``dlib-mmod-detector`` asset), ``hog`` (built in)
+DLIB_DETECTORS: tuple[str, ...] = ("cnn", "hog")
+#: frames whose shorter side is below this are upsampled (doubled) before detection, up to twice:
+#: both detectors miss faces smaller than about 80 pixels at the original size
+DLIB_MIN_SIDE = 256
+
+
+def _dlib_upsample(height: int, width: int) -> int:
+    """How many times dlib doubles a frame of this size before detection (0, 1 or 2)."""
+    side, times = min(height, width), 0
+    while side < DLIB_MIN_SIDE and times < 2:
+        side, times = side * 2, times + 1
+    return times
+
+
+class DlibLandmarks(LandmarkBackend):
+    """dlib's face detector and 68-point shape predictor, frame by frame on the CPU.
+
+    The largest detected box of each frame (by area) goes to ``dlib.shape_predictor``; its 68
+    points are in iBUG 68-point order (dlib's own). A frame without a face is marked invalid and
+    left to :func:`fill_gaps`, as with ``fan``. The model files are the registry assets
+    ``dlib-shape-68`` (``shape_predictor_68_face_landmarks.dat``) and, for ``cnn``,
+    ``dlib-mmod-detector`` (``mmod_human_face_detector.dat``); their pinned sha256s are what
+    :meth:`describe` records (they are checked against the table when looked up, not rehashed).
+
+    Licence: the 68-point model was trained on the iBUG 300-W data set, whose licence excludes
+    commercial use; landmarks (and datasets prepared) with this backend are not for commercial
+    products.
+
+    Args:
+        detector: ``"cnn"`` (MMOD, default: finds the face, not the faces on badges and patches,
+            and turned faces) or ``"hog"`` (``dlib.get_frontal_face_detector()``, much faster,
+            frontal faces only).
+        upsample: times each frame is doubled before detection; default by frame size (frames
+            whose shorter side is under :data:`DLIB_MIN_SIDE` pixels are doubled, up to twice).
+        device: ``"cpu"``; CUDA only where dlib was built with it (the ``dlib-bin`` wheel is not).
+
+    Raises:
+        MissingWeightsError: a model file is not in the asset cache (one line naming
+            ``talking-faces weights --fetch``).
+        UserError: an unknown detector, or a CUDA device with a dlib built without CUDA.
+    """
+
+    name = "dlib"
+
+    def __init__(
+        self, detector: str = "cnn", upsample: int | None = None, device: str = "cpu"
+    ) -> None:
+        import dlib
+
+        from talking_faces.utils.assets import asset_path, get_asset
+
+        if detector not in DLIB_DETECTORS:
+            raise UserError(
+                f"unknown dlib face detector {detector!r}; "
+                f"choose one of {', '.join(DLIB_DETECTORS)}"
+            )
+        if device.startswith("cuda") and not getattr(dlib, "DLIB_USE_CUDA", False):
+            raise UserError(
+                f"--device {device}: this dlib was built without CUDA; the dlib landmark backend "
+                "runs on the CPU (drop --device, or use --landmarks fan)"
+            )
+        if upsample is not None and upsample < 0:
+            raise UserError(f"dlib upsample must be 0 or more, got {upsample}")
+        names = ("dlib-shape-68",) + (("dlib-mmod-detector",) if detector == "cnn" else ())
+        paths = {n: asset_path(n) for n in names}  # MissingWeightsError, one line
+        self.weights_files = {paths[n].name: get_asset(n).members[0].sha256 for n in names}
+        self.weights_sha256 = sha256_json(self.weights_files)
+        self.detector = detector
+        self.upsample = upsample
+        self._predictor = dlib.shape_predictor(str(paths["dlib-shape-68"]))
+        if detector == "cnn":
+            self._detect = dlib.cnn_face_detection_model_v1(str(paths["dlib-mmod-detector"]))
+        else:
+            self._detect = dlib.get_frontal_face_detector()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "weights": self.weights_files,
+            "detector": self.detector,
+            "upsample": self.upsample,
+        }
+
+    def boxes(self, frame: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Every face box ``(left, top, right, bottom)`` the detector finds in one RGB frame."""
+        image = np.ascontiguousarray(frame, dtype=np.uint8)
+        times = self.upsample if self.upsample is not None else _dlib_upsample(*image.shape[:2])
+        found = self._detect(image, times)
+        rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+
+    def frame(self, frame: np.ndarray) -> np.ndarray | None:
+        """The 68 points (68, 2) float32 of the largest face in one RGB frame, or None."""
+        import dlib
+
+        boxes = self.boxes(frame)
+        if not boxes:
+            return None
+        left, top, right, bottom = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        image = np.ascontiguousarray(frame, dtype=np.uint8)
+        shape = self._predictor(image, dlib.rectangle(left, top, right, bottom))
+        if shape.num_parts != NUM_LANDMARKS:
+            return None
+        pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        return pts if np.isfinite(pts).all() else None
+
+    def __call__(
+        self, frames: np.ndarray, raw: RawClip, source_index: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        num = len(frames)
+        landmarks = np.zeros((num, NUM_LANDMARKS, 2), dtype=np.float32)
+        valid = np.zeros(num, dtype=bool)
+        for i in range(num):
+            pts = self.frame(frames[i])
+            if pts is not None:
+                landmarks[i] = pts
+                valid[i] = True
+        return landmarks, valid
+
+
 def create_backend(name: str, device: str = "cpu", **kwargs: Any) -> LandmarkBackend:
-    """The landmark backend ``prepare --landmarks NAME`` uses (``fan`` or ``sidecar``)."""
+    """The landmark backend ``prepare --landmarks NAME`` uses (``fan``, ``dlib`` or ``sidecar``)."""
     if name == "sidecar":
         return SidecarLandmarks()
     if name == "fan":
         return FANLandmarks(device=device, **kwargs)
+    if name == "dlib":
+        return DlibLandmarks(device=device, **kwargs)
     raise UserError(f"unknown landmark backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -43,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from talking_faces import __version__
-from talking_faces.data.clips import FPS, SAMPLE_RATE, ClipSkipped, RawClip
+from talking_faces.data.clips import ClipSkipped, RawClip
 from talking_faces.data.prepare import writer as W
 from talking_faces.data.prepare.splits import SPLITS, SplitItem, assign_splits, resolve_protocol
 from talking_faces.errors import UserError
+from talking_faces.names import FPS, MANIFEST_FILE, META_FILE, PAIRS_FILE, SAMPLE_RATE, SHARDS_DIR
 from talking_faces.utils.io import remove_stale_temporaries, sha256_file, sha256_json
 from talking_faces.utils.progress import progress
 
@@ -127,7 +128,7 @@ class PrepareSummary:
             for cid, reason, detail in self.skipped[:top]:
                 lines.append(f"  {cid}: {reason}" + (f" ({detail})" if detail else ""))
             if len(self.skipped) > top:
-                lines.append(f"  ... and {len(self.skipped) - top} more (see manifest.jsonl)")
+                lines.append(f"  ... and {len(self.skipped) - top} more (see {MANIFEST_FILE})")
         return "\n".join(lines)
 
 
@@ -235,7 +236,7 @@ def _config_diff(old: dict[str, Any], new: dict[str, Any], show: int = 3) -> str
 
 
 def _is_ours(out: Path) -> bool:
-    return (out / "meta.json").exists() or (out / WORK_DIR).exists()
+    return (out / META_FILE).exists() or (out / WORK_DIR).exists()
 
 
 def _clear(out: Path) -> None:
@@ -249,7 +250,7 @@ def _clear(out: Path) -> None:
 def _summary_from_manifest(
     out: Path | str, meta: dict[str, Any], manifest: str | None = None
 ) -> PrepareSummary:
-    text = manifest if manifest is not None else (Path(out) / "manifest.jsonl").read_text()
+    text = manifest if manifest is not None else (Path(out) / MANIFEST_FILE).read_text()
     rows = W.read_manifest_text(text)
     skipped = [
         (r["clip_id"], r["reason"], r.get("detail") or "") for r in rows if r["status"] != "ok"
@@ -360,12 +361,12 @@ def _prepare_local(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareSumma
     protocol, clip_cfg, backend = plan.protocol, plan.clip_cfg, plan.backend
     config, items, ids = plan.config, plan.items, plan.ids
     work = W.WorkDir(out / WORK_DIR)
-    meta_path = out / "meta.json"
+    meta_path = out / META_FILE
     if out.exists() and any(out.iterdir()):
         if opts.overwrite:
             if not _is_ours(out):
                 raise UserError(
-                    f"{out} is not a prepared dataset (no meta.json or {WORK_DIR}); "
+                    f"{out} is not a prepared dataset (no {META_FILE} or {WORK_DIR}); "
                     "refusing to delete it; choose an empty or new folder"
                 )
             _clear(out)
@@ -377,9 +378,7 @@ def _prepare_local(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareSumma
                     f"{out} was prepared with other settings ({diff}); "
                     "use a new output folder or --overwrite"
                 )
-            listed = [
-                r["clip_id"] for r in W.read_manifest_text((out / "manifest.jsonl").read_text())
-            ]
+            listed = [r["clip_id"] for r in W.read_manifest_text((out / MANIFEST_FILE).read_text())]
             if listed != ids:
                 raise UserError(
                     f"{out} is a complete dataset of {len(listed)} clips but the source now lists "
@@ -448,12 +447,12 @@ def prepare_to_storage(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareS
     url = str(opts.out).rstrip("/")
     storage.split_url(url)  # s3:// only
     given = opts.staging is not None
-    staging = Path(opts.staging) if given else default_staging(url)
+    staging = Path(opts.staging) if opts.staging is not None else default_staging(url)
     source = Path(opts.source).resolve()
     if staging.resolve() == source or source in staging.resolve().parents:
         raise UserError(f"staging folder {staging} is inside the source {source}; choose another")
     try:
-        meta_text: str | None = storage.read_text(storage.join(url, "meta.json"))
+        meta_text: str | None = storage.read_text(storage.join(url, META_FILE))
     except FileNotFoundError:
         meta_text = None
     if meta_text is not None and not opts.overwrite:
@@ -464,7 +463,7 @@ def prepare_to_storage(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareS
                 f"{url} was prepared with other settings ({diff}); use another prefix or "
                 "--overwrite"
             )
-        manifest = storage.read_text(storage.join(url, "manifest.jsonl"))
+        manifest = storage.read_text(storage.join(url, MANIFEST_FILE))
         listed = [r["clip_id"] for r in W.read_manifest_text(manifest)]
         if listed != plan.ids:
             raise UserError(
@@ -472,7 +471,7 @@ def prepare_to_storage(opts: PrepareOptions, plan: _Plan, t0: float) -> PrepareS
                 f"{len(plan.ids)}; use another prefix or --overwrite"
             )
         summary = _summary_from_manifest(url, meta, manifest)
-        if (staging / "meta.json").is_file():
+        if (staging / META_FILE).is_file():
             upload = storage.upload_dataset(staging, url)
             summary.upload = upload.format()
             summary.already_complete = upload.uploaded == 0
@@ -534,12 +533,39 @@ def write_dataset(
     ``config`` is the settings record (its ``features`` go to the top level of meta.json).
     Deletes ``work`` when done.
     """
-    from talking_faces.utils.io import atomic_dir, write_json_atomic
+    from talking_faces.utils.io import write_json_atomic
 
     out = Path(opts.out)
+    split_items, records = _clip_records(opts.layout, items, work)
+    splits = assign_splits(split_items, opts.layout, protocol, opts.seed)
+    word_list, speaker_list = _vocabularies(opts.layout, items, records, split_items)
+    manifest, split_index = _manifest_rows(records, splits)
+    pairs = W.make_pairs([m for m in manifest if m["split"] == "test"], opts.seed)
+    _write_shards_and_lists(out, records, manifest, split_index, speaker_list, word_list, pairs)
+    meta = _dataset_meta(
+        opts, protocol, config, manifest, split_index, speaker_list, word_list, pairs
+    )
+    write_json_atomic(out / META_FILE, meta)
+    shutil.rmtree(work.root, ignore_errors=True)
+    skipped = _skipped(manifest)
+    return PrepareSummary(
+        out=out,
+        total=len(manifest),
+        ok=len(manifest) - len(skipped),
+        skipped=skipped,
+        splits={s: split_index[s] for s in SPLITS},
+    )
+
+
+def _clip_records(
+    layout: str, items: list[tuple[str, RawClip | tuple[str, str]]], work: W.WorkDir
+) -> tuple[list[SplitItem], list[dict[str, Any]]]:
+    """``(split items, records)``, one each per listed clip in clip_id order: an ok record
+    holds the clip's work file (``path``) and its ``info``, a skipped one what the manifest
+    row needs."""
     skipped_rows = work.skipped()
     split_items: list[SplitItem] = []
-    records: list[dict[str, Any]] = []  # one per listed clip, in clip_id order
+    records: list[dict[str, Any]] = []
     for cid, raw in items:
         if isinstance(raw, RawClip):
             split_items.append(SplitItem(cid, raw.speaker, raw.split_hint))
@@ -561,7 +587,7 @@ def write_dataset(
                     }
                 )
         else:
-            guess = _guess_item(opts.layout, cid)
+            guess = _guess_item(layout, cid)
             split_items.append(guess)
             reason, detail = raw
             records.append(
@@ -575,12 +601,19 @@ def write_dataset(
                     "source_sha256": None,
                 }
             )
-    splits = assign_splits(split_items, opts.layout, protocol, opts.seed)
-    speaker_of = {it.clip_id: it.speaker for it in split_items}
+    return split_items, records
 
-    # vocabulary: GRID's fixed grammar (stable indices across GRID subsets) + every word seen
+
+def _vocabularies(
+    layout: str,
+    items: list[tuple[str, RawClip | tuple[str, str]]],
+    records: list[dict[str, Any]],
+    split_items: list[SplitItem],
+) -> tuple[list[str], list[str]]:
+    """``(words, speakers)``, each sorted: GRID's fixed grammar (stable indices across GRID
+    subsets) plus every word seen; every speaker that is not its own clip id."""
     words: set[str] = set()
-    if opts.layout == "grid":
+    if layout == "grid":
         from talking_faces.data.sources.grid import VOCABULARY
 
         words.update(VOCABULARY)
@@ -593,12 +626,17 @@ def write_dataset(
             words.add(r["info"]["word"])
     for r in ok_records:
         words.update(W.read_clip_words(r["path"]))
-    word_list = sorted(words)
+    speaker_of = {it.clip_id: it.speaker for it in split_items}
     # A speaker equal to its clip id (LRW) is no speaker: index -1, not listed in meta.
     speaker_list = sorted({s for cid, s in speaker_of.items() if s != cid})
-    word_index = {w: i for i, w in enumerate(word_list)}
-    speaker_index = {s: i for i, s in enumerate(speaker_list)}
+    return sorted(words), speaker_list
 
+
+def _manifest_rows(
+    records: list[dict[str, Any]], splits: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """``(manifest rows, ok clips per split)``: an ok clip's ``index`` is its position among
+    the ok clips of its split, in clip_id order."""
     manifest: list[dict[str, Any]] = []
     split_index = dict.fromkeys(SPLITS, 0)
     for r in records:
@@ -633,9 +671,24 @@ def write_dataset(
                 "index": None,
             }
         manifest.append(row)
+    return manifest, split_index
 
-    pairs = W.make_pairs([m for m in manifest if m["split"] == "test"], opts.seed)
-    shards = out / "shards"
+
+def _write_shards_and_lists(
+    out: Path,
+    records: list[dict[str, Any]],
+    manifest: list[dict[str, Any]],
+    split_index: dict[str, int],
+    speaker_list: list[str],
+    word_list: list[str],
+    pairs: dict[str, Any],
+) -> None:
+    """The shards of every split (renamed into place together), the manifest and the pairs."""
+    from talking_faces.utils.io import atomic_dir, write_json_atomic
+
+    word_index = {w: i for i, w in enumerate(word_list)}
+    speaker_index = {s: i for i, s in enumerate(speaker_list)}
+    shards = out / SHARDS_DIR
     with atomic_dir(shards) as tmp:
         for split in SPLITS:
             paths = [
@@ -651,21 +704,37 @@ def write_dataset(
                 ),
             )
             assert n == split_index[split]
-        W.write_manifest(out / "manifest.jsonl", manifest)
-        write_json_atomic(out / "pairs.json", pairs)
+        W.write_manifest(out / MANIFEST_FILE, manifest)
+        write_json_atomic(out / PAIRS_FILE, pairs)
 
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(shards, 0o777 & ~umask)  # mkdtemp made it private; a dataset is shared
-    skipped = [
-        (m["clip_id"], m["reason"], m["detail"] or "") for m in manifest if m["status"] != "ok"
-    ]
+
+
+def _skipped(manifest: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """``(clip_id, reason, detail)`` of every skipped clip, in manifest order."""
+    return [(m["clip_id"], m["reason"], m["detail"] or "") for m in manifest if m["status"] != "ok"]
+
+
+def _dataset_meta(
+    opts: PrepareOptions,
+    protocol: str,
+    config: dict[str, Any],
+    manifest: list[dict[str, Any]],
+    split_index: dict[str, int],
+    speaker_list: list[str],
+    word_list: list[str],
+    pairs: dict[str, Any],
+) -> dict[str, Any]:
+    """The contents of ``meta.json`` (its keys: docs/architecture.md)."""
+    skipped = _skipped(manifest)
     counts = {
-        "ok": len(ok_records),
+        "ok": len(manifest) - len(skipped),
         "skipped": len(skipped),
         "by_reason": dict(sorted(Counter(r for _, r, _ in skipped).items())),
     }
-    meta = {
+    return {
         **config["features"],
         "version": __version__,
         "format_version": W.FORMAT_VERSION,
@@ -678,7 +747,7 @@ def write_dataset(
         "frame_codec": "jpeg",
         "jpeg_quality": opts.jpeg_quality,
         "shard_format": W.SHARD_FORMAT,
-        "shards": {s: f"shards/{s}" for s in SPLITS if split_index[s] > 0},
+        "shards": {s: f"{SHARDS_DIR}/{s}" for s in SPLITS if split_index[s] > 0},
         "protocol": protocol,
         "seed": opts.seed,
         "speakers": speaker_list,
@@ -691,12 +760,3 @@ def write_dataset(
         "config_sha256": sha256_json(config),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json_atomic(out / "meta.json", meta)
-    shutil.rmtree(work.root, ignore_errors=True)
-    return PrepareSummary(
-        out=out,
-        total=len(manifest),
-        ok=len(ok_records),
-        skipped=skipped,
-        splits={s: split_index[s] for s in SPLITS},
-    )

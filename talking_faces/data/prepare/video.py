@@ -26,7 +26,8 @@ import av
 import numpy as np
 from scipy.signal import resample_poly
 
-from talking_faces.data.clips import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, ClipSkipped, RawClip
+from talking_faces.data.clips import ClipSkipped, RawClip
+from talking_faces.names import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 #: decoded clips larger than this are skipped (``too-long``) rather than exhausting memory
 MAX_DECODED_BYTES = 3 << 30
@@ -168,6 +169,33 @@ def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     return x
 
 
+def read_audio_file(path: Path) -> tuple[np.ndarray, int]:
+    """(N, C) float32 samples and their rate from an audio file (soundfile, else PyAV).
+
+    Public: ``prepare`` reads a clip's separate audio file with it (:func:`decode_clip`), and
+    ``talking-faces generate`` reads its speech input with it, so both see the same samples;
+    :func:`to_mono_16k` then brings them to 16 kHz mono. Formats libsndfile reads exactly (wav,
+    flac, ogg, aiff) go through soundfile, anything else (mp3, m4a, a video's audio stream)
+    through PyAV's first audio stream, starting at its first sample.
+
+    Raises:
+        ClipSkipped: ``unreadable-audio`` (the file cannot be decoded) or ``no-audio`` (no
+            audio stream, or no samples).
+    """
+    if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
+        import soundfile
+
+        try:
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except (RuntimeError, OSError, ValueError) as exc:  # LibsndfileError is a RuntimeError
+            raise ClipSkipped("unreadable-audio", f"{path.name}: {_av_detail(exc)}") from exc
+        if len(data) == 0:
+            raise ClipSkipped("no-audio", f"{path.name} holds no samples")
+        return data, int(rate)
+    samples, rate, _ = _decode_audio_stream(path)
+    return samples, rate
+
+
 # ------------------------------------------------------------------------------------ helpers
 
 
@@ -250,22 +278,6 @@ def _frame_times(times: list[float | None], nominal_fps: float) -> np.ndarray:
             return t
     start = times[0] if times[0] is not None else 0.0
     return start + np.arange(len(times), dtype=np.float64) / nominal_fps
-
-
-def read_audio_file(path: Path) -> tuple[np.ndarray, int]:
-    """(N, C) float32 samples and their rate from an audio file (soundfile, else PyAV)."""
-    if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
-        import soundfile
-
-        try:
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except (RuntimeError, OSError, ValueError) as exc:  # LibsndfileError is a RuntimeError
-            raise ClipSkipped("unreadable-audio", f"{path.name}: {_av_detail(exc)}") from exc
-        if len(data) == 0:
-            raise ClipSkipped("no-audio", f"{path.name} holds no samples")
-        return data, int(rate)
-    samples, rate, _ = _decode_audio_stream(path)
-    return samples, rate
 
 
 def _decode_audio_stream(path: Path) -> tuple[np.ndarray, int, float]:

@@ -33,9 +33,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from talking_faces.data.clips import FPS, RawClip
+from talking_faces.data.clips import RawClip
 from talking_faces.data.sources.grid import words_from_utterance
 from talking_faces.errors import UserError
+from talking_faces.names import FPS
 from talking_faces.utils.io import TMP_PREFIX, sha256_file, sha256_json
 
 LAYOUTS: tuple[str, ...] = ("grid", "lrw", "folder")

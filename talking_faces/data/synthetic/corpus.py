@@ -61,6 +61,7 @@ from talking_faces.data.synthetic import lexicon, speech, visemes
 from talking_faces.data.synthetic.face import FaceRenderer, FaceState, speaker_style
 from talking_faces.data.synthetic.motion import ClipMotion, random_motion
 from talking_faces.errors import UserError
+from talking_faces.names import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from talking_faces.utils.io import (
     atomic_path,
     remove_stale_temporaries,
@@ -70,8 +71,6 @@ from talking_faces.utils.io import (
 from talking_faces.utils.progress import progress
 
 LAYOUTS: tuple[str, ...] = ("grid", "lrw")
-FPS = 25
-SAMPLES_PER_FRAME = speech.SAMPLE_RATE // FPS  # 640 samples of 16 kHz audio per video frame
 GRID_FRAMES = 75
 GRID_SECONDS = GRID_FRAMES / FPS
 # GRID ships its audio at 25 kHz (and 50 kHz); its .align units are 25 kHz samples.
@@ -182,11 +181,11 @@ def plan_corpus(layout: str, speakers: int, clips: int, seed: int = 0) -> list[C
             words = [vocab[int(j)] for j in rng.integers(len(vocab), size=before + 1 + after)]
             drafts.append((spk, i, tuple(words), before, splits[i]))
     numbers: Counter[tuple[str, str]] = Counter()
-    for spk, i, words, target, split in drafts:
-        word = words[target].upper()
+    for spk, i, spoken, target, split in drafts:
+        word = spoken[target].upper()
         numbers[(word, split)] += 1
         stem = f"{word}/{split}/{word}_{numbers[(word, split)]:05d}"
-        specs.append(ClipSpec("lrw", spk, i, seed, words, stem, target, split))
+        specs.append(ClipSpec("lrw", spk, i, seed, spoken, stem, target, split))
     return specs
 
 
@@ -210,7 +209,6 @@ def render_clip(spec: ClipSpec, size: int) -> Clip:
     motion_rng = np.random.default_rng([spec.seed, spec.speaker, spec.index, _MOTION])
     t = spec.num_frames
     n = t * SAMPLES_PER_FRAME
-    sr = speech.SAMPLE_RATE
     target_duration = None
     if spec.layout == "grid":
         utt = speech.synthesize(spec.words, voice, speech_rng, total_duration=GRID_SECONDS)
@@ -223,39 +221,67 @@ def render_clip(spec: ClipSpec, size: int) -> Clip:
         assert spec.target is not None
         _, w0, w1 = _word_entries(utt.word_times)[spec.target]
         target_duration = w1 - w0
-        # Window of T frames centred on the target word, on the 16 kHz sample grid. When the
-        # context is too short to fill it, pad with noise as quiet as the utterance's own
-        # leading/trailing silence (digital zeros would be a tell-tale step).
-        first = round(0.5 * (w0 + w1) * sr) - n // 2
-        pad_front = max(0, -first)
-        pad_back = max(0, first + n - len(utt.waveform))
-        edge = sr // 10
-        floor_front = float(np.sqrt(np.mean(utt.waveform[:edge] ** 2)))
-        floor_back = float(np.sqrt(np.mean(utt.waveform[-edge:] ** 2)))
-        waveform = np.concatenate(
-            [
-                floor_front * speech_rng.standard_normal(pad_front),
-                utt.waveform,
-                floor_back * speech_rng.standard_normal(pad_back),
-            ]
-        ).astype(np.float32)
-        shift = pad_front / sr
-        phones = [
-            speech.Phone(p.symbol, p.start + shift, p.end + shift, p.word) for p in utt.phones
-        ]
-        first += pad_front
-        waveform = waveform[first : first + n]
-        start = first / sr
-        end = start + n / sr
-        word_times = []
-        for w, a, b in utt.word_times:
-            a, b = max(a + shift, start) - start, min(b + shift, end) - start
-            if b > a:
-                word_times.append((w, a, b))
+        waveform, start, phones, word_times = _lrw_window(utt, 0.5 * (w0 + w1), n, speech_rng)
     times = start + (np.arange(t) + 0.5) / FPS
     mouth = visemes.mouth_track(phones, times)
     motion = random_motion(t, motion_rng, FPS)
-    renderer = _renderer(spec.speaker, spec.seed, size)
+    frames, landmarks = _draw_frames(_renderer(spec.speaker, spec.seed, size), mouth, motion)
+    assert len(waveform) == n, (len(waveform), n)
+    return Clip(
+        spec=spec,
+        frames=frames,
+        landmarks=landmarks,
+        waveform=np.asarray(waveform, dtype=np.float32),
+        word_times=word_times,
+        mouth=mouth,
+        motion=motion,
+        target_duration=target_duration,
+    )
+
+
+def _lrw_window(
+    utt: speech.Utterance, centre: float, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float, list[speech.Phone], list[tuple[str, float, float]]]:
+    """The ``n`` samples of ``utt`` centred on ``centre`` seconds (an LRW clip's target word):
+    ``(waveform, start in seconds, phones shifted onto the padded waveform, word times
+    relative to the window, clipped to it)``."""
+    sr = SAMPLE_RATE
+    # Window of T frames centred on the target word, on the 16 kHz sample grid. When the
+    # context is too short to fill it, pad with noise as quiet as the utterance's own
+    # leading/trailing silence (digital zeros would be a tell-tale step).
+    first = round(centre * sr) - n // 2
+    pad_front = max(0, -first)
+    pad_back = max(0, first + n - len(utt.waveform))
+    edge = sr // 10
+    floor_front = float(np.sqrt(np.mean(utt.waveform[:edge] ** 2)))
+    floor_back = float(np.sqrt(np.mean(utt.waveform[-edge:] ** 2)))
+    waveform = np.concatenate(
+        [
+            floor_front * rng.standard_normal(pad_front),
+            utt.waveform,
+            floor_back * rng.standard_normal(pad_back),
+        ]
+    ).astype(np.float32)
+    shift = pad_front / sr
+    phones = [speech.Phone(p.symbol, p.start + shift, p.end + shift, p.word) for p in utt.phones]
+    first += pad_front
+    waveform = waveform[first : first + n]
+    start = first / sr
+    end = start + n / sr
+    word_times = []
+    for w, a, b in utt.word_times:
+        a, b = max(a + shift, start) - start, min(b + shift, end) - start
+        if b > a:
+            word_times.append((w, a, b))
+    return waveform, start, phones, word_times
+
+
+def _draw_frames(
+    renderer: FaceRenderer, mouth: visemes.MouthTrack, motion: ClipMotion
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame of the mouth track and the motion: ``(frames (T, H, W, 3) uint8,
+    landmarks (T, 68, 2) float32)``."""
+    t, size = len(motion.blink), renderer.size
     frames = np.empty((t, size, size, 3), dtype=np.uint8)
     landmarks = np.empty((t, 68, 2), dtype=np.float32)
     for i in range(t):
@@ -274,17 +300,7 @@ def render_clip(spec: ClipSpec, size: int) -> Clip:
             scale=float(motion.scale[i]),
         )
         frames[i], landmarks[i] = renderer.render(state)
-    assert len(waveform) == n, (len(waveform), n)
-    return Clip(
-        spec=spec,
-        frames=frames,
-        landmarks=landmarks,
-        waveform=np.asarray(waveform, dtype=np.float32),
-        word_times=word_times,
-        mouth=mouth,
-        motion=motion,
-        target_duration=target_duration,
-    )
+    return frames, landmarks
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,20 +413,20 @@ def write_clip(clip: Clip, root: Path) -> list[Path]:
         tmp_marks = stack.enter_context(atomic_path(paths["landmarks"], suffix=".npz"))
         _write_sidecar(tmp_marks, clip.landmarks, spec.speaker)
         if spec.layout == "grid":
-            wav25 = speech.resample(clip.waveform, speech.SAMPLE_RATE, GRID_WAV_RATE)
+            wav25 = speech.resample(clip.waveform, SAMPLE_RATE, GRID_WAV_RATE)
             _write_wav(
                 stack.enter_context(atomic_path(paths["audio"])), _pcm16(wav25), GRID_WAV_RATE
             )
             text = "\n".join(grid_align_lines(clip.word_times)) + "\n"
             stack.enter_context(atomic_path(paths["align"])).write_text(text)
-            audio = speech.resample(clip.waveform, speech.SAMPLE_RATE, MPG_AUDIO_RATE)
+            audio = speech.resample(clip.waveform, SAMPLE_RATE, MPG_AUDIO_RATE)
             _encode_av(tmp_video, clip.frames, audio, MPG_AUDIO_RATE, "mpeg", "mpeg1video", "mp2")
         else:
             assert clip.target_duration is not None
             word = spec.words[spec.target or 0].upper()
             text = f"Text: {word}\nDuration: {clip.target_duration:.2f} seconds\n"
             stack.enter_context(atomic_path(paths["text"])).write_text(text)
-            audio = speech.resample(clip.waveform, speech.SAMPLE_RATE, LRW_AUDIO_RATE)
+            audio = speech.resample(clip.waveform, SAMPLE_RATE, LRW_AUDIO_RATE)
             _encode_av(tmp_video, clip.frames, audio, LRW_AUDIO_RATE, "mp4", "libx264", "aac")
     return list(paths.values())
 

@@ -15,6 +15,7 @@ gives the anti-aliasing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,6 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 Color = tuple[int, int, int]
+#: face units -> the flat pixel list PIL draws (the pose of one frame, supersampled)
+_Transform = Callable[[np.ndarray], list[float]]
 
 NUM_LANDMARKS = 68
 
@@ -606,10 +609,8 @@ class FaceRenderer:
 
     def render(self, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``state``: (uint8 (H, W, 3) frame, float64 (68, 2) landmarks in its pixels)."""
-        style, st = self.style, self._static
-        col = self._colours
-        canon = canonical_landmarks(style, state)
-        m = pose_matrix(style, state, self.size)
+        canon = canonical_landmarks(self.style, state)
+        m = pose_matrix(self.style, state, self.size)
         # Supersampled pixel coordinates: x_big = ss * x + (ss - 1) / 2 keeps pixel centres aligned.
         mb = m * self.ss
         mb[:, 2] += (self.ss - 1) / 2.0
@@ -620,8 +621,18 @@ class FaceRenderer:
         img = self._background.copy()
         d = ImageDraw.Draw(img)
         lw = self.ss * self.size / 256.0  # one output pixel at 256 px, in drawing pixels
+        self._draw_head(d, tr, canon)
+        self._draw_eyes(d, tr, canon, state, lw)
+        self._draw_brows(d, tr, canon)
+        self._draw_nose(d, tr, canon, lw)
+        self._draw_mouth(d, tr, canon, lw)
+        if self.ss > 1:
+            img = img.reduce(self.ss)
+        return np.asarray(img), _apply(m, canon)
 
-        # Behind the face: long hair, shoulders, neck, ears.
+    def _draw_head(self, d: ImageDraw.ImageDraw, tr: _Transform, canon: np.ndarray) -> None:
+        """Behind the face (long hair, shoulders, neck, ears), the face, cheeks and fringe."""
+        style, st, col = self.style, self._static, self._colours
         if st.hair_back is not None:
             d.polygon(tr(st.hair_back), fill=style.hair)
         d.polygon(tr(st.shoulders), fill=style.shirt)
@@ -637,7 +648,16 @@ class FaceRenderer:
             d.polygon(tr(cheek), fill=col["cheek"])
         d.polygon(tr(st.hair_front), fill=style.hair)
 
-        # Eyes: sclera inside the lid contour, iris and pupil, then skin lids over what they hide.
+    def _draw_eyes(
+        self,
+        d: ImageDraw.ImageDraw,
+        tr: _Transform,
+        canon: np.ndarray,
+        state: FaceState,
+        lw: float,
+    ) -> None:
+        """Sclera inside the lid contour, iris and pupil, then skin lids over what they hide."""
+        style, col = self.style, self._colours
         for sl in (slice(36, 42), slice(42, 48)):
             eye = canon[sl]
             contour = _spline(eye, 4, closed=True)
@@ -659,7 +679,9 @@ class FaceRenderer:
             d.polygon(tr(lid_lo), fill=style.skin)
             d.line(tr(upper), fill=col["lid_line"], width=max(1, round(1.6 * lw)), joint="curve")
 
-        # Brows: a tapered band centred on the brow landmarks.
+    def _draw_brows(self, d: ImageDraw.ImageDraw, tr: _Transform, canon: np.ndarray) -> None:
+        """A tapered band centred on the brow landmarks."""
+        style = self.style
         for sl, inner_last in ((slice(17, 22), True), (slice(22, 27), False)):
             curve = _spline(canon[sl], 3, closed=False)
             # Run the band a little past the end points so those landmarks sit inside it.
@@ -673,7 +695,11 @@ class FaceRenderer:
             band = np.concatenate([_offset_curve(curve, half), _offset_curve(curve, -half)[::-1]])
             d.polygon(tr(band), fill=style.brow)
 
-        # Nose: a slightly darker wedge from the bridge to the base, nostrils, base line.
+    def _draw_nose(
+        self, d: ImageDraw.ImageDraw, tr: _Transform, canon: np.ndarray, lw: float
+    ) -> None:
+        """A slightly darker wedge from the bridge to the base, nostrils, base line."""
+        col = self._colours
         nose = canon[27:36]
         wedge = np.array(
             [
@@ -698,7 +724,11 @@ class FaceRenderer:
             joint="curve",
         )
 
-        # Mouth: lips in the lip colour, the opening between the inner lips dark, upper teeth.
+    def _draw_mouth(
+        self, d: ImageDraw.ImageDraw, tr: _Transform, canon: np.ndarray, lw: float
+    ) -> None:
+        """Lips in the lip colour, the opening between the inner lips dark, upper teeth."""
+        style, col = self.style, self._colours
         outer = _spline(canon[48:60], 4, closed=True)
         inner_up = canon[60:65]
         inner_lo = canon[[64, 65, 66, 67, 60]]
@@ -712,12 +742,3 @@ class FaceRenderer:
             teeth = np.concatenate([iu, np.stack([iu[:, 0], teeth_depth], 1)[::-1]])
             d.polygon(tr(teeth), fill=_TEETH)
         d.line(tr(iu), fill=col["lip_line"], width=max(1, round(1.0 * lw)), joint="curve")
-
-        if self.ss > 1:
-            img = img.reduce(self.ss)
-        return np.asarray(img), _apply(m, canon)
-
-
-def render_face(style: FaceStyle, state: FaceState, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One-off render: (uint8 (size, size, 3), float64 (68, 2)); see :class:`FaceRenderer`."""
-    return FaceRenderer(style, size).render(state)

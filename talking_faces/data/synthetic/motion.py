@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from talking_faces.names import FPS
+
 #: bounds of the head drift: translation (fraction of the frame size), rotation (degrees), scale
 MAX_TRANSLATION = 0.03
 MAX_ROTATION = 4.0
@@ -93,7 +95,7 @@ def blink_signal(
     return out
 
 
-def random_motion(num_frames: int, rng: np.random.Generator, fps: float = 25.0) -> ClipMotion:
+def random_motion(num_frames: int, rng: np.random.Generator, fps: float = float(FPS)) -> ClipMotion:
     """Draw the blinks, head drift and expression of one clip of ``num_frames`` frames.
 
     Head drift stays within +-3 % of the frame size (translation), +-4 degrees (rotation) and

@@ -36,8 +36,7 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, resample_poly, sosfilt
 
 from talking_faces.data.synthetic.lexicon import LEXICON
-
-SAMPLE_RATE = 16000
+from talking_faces.names import SAMPLE_RATE  # the synthetic speech is made at the prepared rate
 
 _BLOCK = 80  # control rate: the tract filter is updated every 5 ms
 _PEAK = 0.8  # output peak after normalisation (the contract asks for <= 0.9)
@@ -449,6 +448,13 @@ def _tract_controls(speech: list[Phone], t_block: np.ndarray) -> tuple[np.ndarra
     return ctrl[:, :3], ctrl[:, 3]
 
 
+def _noise_band(spec: _Spec) -> str:
+    """The noise band of a phone that makes noise (every fricative, affricate and stop has one)."""
+    if spec.noise_band is None:
+        raise ValueError(f"a {spec.kind} spec without a noise_band")
+    return spec.noise_band
+
+
 def _source_envelopes(
     speech: list[Phone], word_gain: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -468,25 +474,25 @@ def _source_envelopes(
         if spec.kind in ("vowel", "approximant", "nasal", "fricative"):
             av[a:b] = spec.voicing * g
             if spec.kind == "fricative":
-                fric.setdefault(spec.noise_band, np.zeros(n))[a:b] = spec.noise * g
+                fric.setdefault(_noise_band(spec), np.zeros(n))[a:b] = spec.noise * g
             continue
         # stops and affricates: closure, burst at the release, then what follows the burst
         length = b - a
         burst_len = min(round(0.012 * sr), length // 5)
         if spec.kind == "affricate":
             release = a + int(0.4 * length)
-            fric.setdefault(spec.noise_band, np.zeros(n))[release:b] = spec.noise * g
+            fric.setdefault(_noise_band(spec), np.zeros(n))[release:b] = spec.noise * g
             av[release:b] = spec.voicing * g
             band = "burst_alveolar"
         elif p.symbol in _VOICED_STOPS:
             release = b - burst_len - min(round(0.012 * sr), length // 6)
             av[a:release] = spec.voicing * g  # voice bar during the closure
             av[release + burst_len : b] = _RELEASE_VOICING * g
-            band = spec.noise_band
+            band = _noise_band(spec)
         else:
             release = b - burst_len - min(round(0.04 * sr), int(0.35 * length))
             asp[release + burst_len : b] = _ASPIRATION * g
-            band = spec.noise_band
+            band = _noise_band(spec)
         env = burst.setdefault(band, np.zeros(n))
         decay = np.exp(-np.arange(burst_len) / (0.004 * sr))
         env[release : release + burst_len] = spec.noise * g * decay

@@ -3,14 +3,13 @@
 compare config (``experiments/compare/*.yaml``, ``--quick``, ``key=value``)
   -> :mod:`~talking_faces.orchestration.compare.config` (schema and values, no torch)
   -> :mod:`~talking_faces.orchestration.compare.plan` (stages: synth, prepare, experts, fit per
-  method,
-     evaluate per method and reference row, leaderboard, report; commands and input keys)
-  -> :mod:`~talking_faces.orchestration.compare.runner` (finished stages skipped, the rest run in
-  parallel as
-     ``talking-faces`` subprocesses, progress with the time left)
-  -> :mod:`~talking_faces.orchestration.compare.report` (leaderboard files, side-by-side videos,
-  curves,
-     README)
+     method, evaluate per method and reference row, leaderboard, report; commands and input
+     keys)
+  -> :mod:`~talking_faces.orchestration.compare.runner` (finished stages skipped, the rest run
+     in parallel as ``talking-faces`` subprocesses through
+     :mod:`~talking_faces.orchestration.jobs`, progress with the time left)
+  -> :mod:`~talking_faces.orchestration.compare.report` (leaderboard files, side-by-side
+     videos, curves, README)
   -> report folder ``compare/<name>/``
 
 :func:`~talking_faces.orchestration.compare.job.run_compare` ties them together.

@@ -20,7 +20,7 @@ import difflib
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -35,10 +35,10 @@ from talking_faces.config.schema import (
     unlock_open_dicts,
 )
 from talking_faces.errors import UserError
+from talking_faces.names import BASELINES
 
 #: the config ``talking-faces compare`` runs when none is named (``make compare``)
 DEFAULT_CONFIG = "experiments/compare/synthetic.yaml"
-BASELINES = ("ground-truth", "static", "shuffled")
 PREPARE_LAYOUTS = ("grid", "lrw", "folder")
 LANDMARK_BACKENDS = ("sidecar", "fan")
 
@@ -270,9 +270,9 @@ def check_values(cfg: CompareConfig, path: str) -> None:
     for name, preset in cfg.active_methods.items():
         if preset.samples < 1:
             fail(f"methods.{name}.samples", "must be at least 1")
-    bad = [b for b in cfg.evaluate.baselines if b not in BASELINES]
-    if bad:
-        fail("evaluate.baselines", f"holds {bad[0]!r}; the reference rows are {BASELINES}")
+    unknown = [b for b in cfg.evaluate.baselines if b not in BASELINES]
+    if unknown:
+        fail("evaluate.baselines", f"holds {unknown[0]!r}; the reference rows are {BASELINES}")
     if cfg.evaluate.videos < 0:
         fail("evaluate.videos", "must be 0 or more")
     if cfg.parallel is not None and cfg.parallel < 1:
@@ -294,11 +294,10 @@ def to_plain(cfg: CompareConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     assert isinstance(data, dict)
     data.pop("quick", None)
-    return data
+    return cast("dict[str, Any]", data)
 
 
 __all__ = [
-    "BASELINES",
     "DEFAULT_CONFIG",
     "CompareConfig",
     "EstimatesSection",

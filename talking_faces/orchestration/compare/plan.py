@@ -29,8 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from talking_faces.config.files import named_file
+from talking_faces.config.files import named_file, resolve_path
 from talking_faces.errors import UserError
+from talking_faces.names import (
+    CHECKPOINTS_DIR,
+    LAST_CHECKPOINT,
+    META_FILE,
+    PAIRS_FILE,
+    expert_file,
+    last_checkpoint,
+)
 from talking_faces.orchestration.compare.config import CompareConfig, ExpertPreset, MethodPreset
 from talking_faces.utils.io import sha256_file, sha256_json
 
@@ -138,7 +146,9 @@ class Plan:
 
 
 def _file_hashes(paths: Sequence[str]) -> dict[str, str]:
-    return {p: sha256_file(p) for p in paths}
+    """Each path as given -> the sha256 of the file it names (a packaged ``experiments/...``
+    file when the working folder has none)."""
+    return {p: sha256_file(resolve_path(p)) for p in paths}
 
 
 def _protocol_file(protocol: str) -> str | None:
@@ -192,11 +202,11 @@ def _fit_stage(
         f"name={run_name}",
         "ckpt_path=last",
     ]
-    missing = next((c for c in configs if not os.path.isfile(c)), None)
+    missing = next((c for c in configs if not resolve_path(c).is_file()), None)
     if missing is not None:
         raise UserError(
-            f"{section}.{subject}.configs names {missing}, which does not exist (paths are "
-            "relative to the folder compare runs in: the repository root)"
+            f"{section}.{subject}.configs names {missing}, which does not exist (a path "
+            "relative to the folder compare runs in, or experiments/... for a packaged file)"
         )
     try:
         run_cfg = load_config(configs, items)
@@ -217,7 +227,7 @@ def _fit_stage(
         deps=deps,
         values={"configs": _file_hashes(configs)},
         estimate_s=cfg.estimates.startup + steps * preset.seconds_per_step,
-        outputs=(run_dir / "checkpoints" / "last.ckpt",),
+        outputs=(run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT,),
         clean=(run_dir,),
         run_dir=run_dir,
         subject=subject,
@@ -234,14 +244,37 @@ def build_plan(cfg: CompareConfig, root: str | os.PathLike[str]) -> Plan:
         UserError: a method preset for a name that is not in ``MODELS``, a preset whose YAML
             files select another ``model.name``, a fit config ``fit`` would refuse.
     """
+    layout = Layout(Path(root))
+    methods, not_in_config = _methods_of(cfg)
+    stages = _data_stages(cfg, layout)
+    experts, landmark_experts = _expert_stages(cfg, layout)
+    stages += experts
+    stages += _method_fit_stages(cfg, layout, methods, landmark_experts)
+    expert_deps = ("prepare", *(s.name for s in experts))
+    evaluations = _evaluate_stages(cfg, layout, methods, stages, expert_deps)
+    stages += evaluations
+    stages.append(_leaderboard_stage(cfg, layout, evaluations))
+    fits = [s.name for s in stages if s.kind in ("fit", "expert")]
+    stages.append(_report_stage(cfg, layout, fits))
+    assign_keys(stages, layout.root)
+    return Plan(
+        stages=stages,
+        layout=layout,
+        methods=methods,
+        references=list(cfg.evaluate.baselines),
+        not_in_config=not_in_config,
+    )
+
+
+def _methods_of(cfg: CompareConfig) -> tuple[list[str], list[str]]:
+    """The methods to run (in ``MODELS`` order) and those of ``MODELS`` the config leaves out.
+
+    Raises:
+        UserError: a preset names no method of ``MODELS``.
+    """
     from talking_faces.models import MODELS, load_plugins
 
     load_plugins()
-    layout = Layout(Path(root))
-    est = cfg.estimates
-    stages: list[Stage] = []
-    seed = str(cfg.seed)
-
     unknown = [m for m in cfg.active_methods if m not in MODELS]
     if unknown:
         raise UserError(
@@ -251,44 +284,54 @@ def build_plan(cfg: CompareConfig, root: str | os.PathLike[str]) -> Plan:
         )
     methods = [m for m in MODELS if m in cfg.active_methods]
     not_in_config = [m for m in MODELS if m not in cfg.active_methods]
+    return methods, not_in_config
 
+
+def _data_stages(cfg: CompareConfig, layout: Layout) -> list[Stage]:
+    """``synth`` (a synthetic config) and ``prepare``."""
     if cfg.synth is not None:
-        s = cfg.synth
-        stages.append(
-            Stage(
-                name="synth",
-                kind="synth",
-                argv=(
-                    "synth",
-                    str(layout.raw),
-                    "--layout",
-                    s.layout,
-                    "--speakers",
-                    str(s.speakers),
-                    "--clips",
-                    str(s.clips),
-                    "--size",
-                    str(s.size),
-                    "--seed",
-                    seed,
-                    "--overwrite",  # a killed synth leaves a partial folder; synth is not resumable
-                ),
-                deps=(),
-                values={},
-                estimate_s=est.startup + est.synth,
-                outputs=(layout.raw,),
-                clean=(layout.raw,),
-                threads="one",
-                detail=f"{s.speakers} speakers x {s.clips} clips, {s.size} px",
-            )
-        )
-        raw, prep_deps = str(layout.raw), ("synth",)
-    else:
-        assert cfg.raw is not None
-        raw, prep_deps = cfg.raw, ()
+        return [_synth_stage(cfg, layout), _prepare_stage(cfg, layout, str(layout.raw), ("synth",))]
+    assert cfg.raw is not None
+    return [_prepare_stage(cfg, layout, cfg.raw, ())]
+
+
+def _synth_stage(cfg: CompareConfig, layout: Layout) -> Stage:
+    """``talking-faces synth`` of the built-in corpus into ``work/raw``."""
+    s = cfg.synth
+    assert s is not None
+    return Stage(
+        name="synth",
+        kind="synth",
+        argv=(
+            "synth",
+            str(layout.raw),
+            "--layout",
+            s.layout,
+            "--speakers",
+            str(s.speakers),
+            "--clips",
+            str(s.clips),
+            "--size",
+            str(s.size),
+            "--seed",
+            str(cfg.seed),
+            "--overwrite",  # a killed synth leaves a partial folder; synth is not resumable
+        ),
+        deps=(),
+        values={},
+        estimate_s=cfg.estimates.startup + cfg.estimates.synth,
+        outputs=(layout.raw,),
+        clean=(layout.raw,),
+        threads="one",
+        detail=f"{s.speakers} speakers x {s.clips} clips, {s.size} px",
+    )
+
+
+def _prepare_stage(cfg: CompareConfig, layout: Layout, raw: str, deps: tuple[str, ...]) -> Stage:
+    """``talking-faces prepare`` of ``raw`` into ``work/prep``."""
     p = cfg.prepare
     prep_argv = ["prepare", raw, str(layout.prep), "--layout", p.layout, "--landmarks"]
-    prep_argv += [p.landmarks, "--size", str(p.size), "--seed", seed]
+    prep_argv += [p.landmarks, "--size", str(p.size), "--seed", str(cfg.seed)]
     for flag, value in (
         ("--split-protocol", p.split_protocol),
         ("--device", p.device),
@@ -296,38 +339,49 @@ def build_plan(cfg: CompareConfig, root: str | os.PathLike[str]) -> Plan:
     ):
         if value is not None:
             prep_argv += [flag, str(value)]
-    stages.append(
-        Stage(
-            name="prepare",
-            kind="prepare",
-            argv=tuple(prep_argv),
-            deps=prep_deps,
-            # a raw corpus is named by its absolute path (hashing it whole would take longer
-            # than preparing it)
-            values={"raw": os.path.abspath(raw)} if cfg.raw is not None else {},
-            estimate_s=est.startup + est.prepare,
-            outputs=(layout.prep / "meta.json", layout.prep / "pairs.json"),
-            clean=(layout.prep,),  # the experts are exported into it: they go too
-            threads="one",
-            detail=f"{p.size} px, {p.landmarks} landmarks",
-        )
+    return Stage(
+        name="prepare",
+        kind="prepare",
+        argv=tuple(prep_argv),
+        deps=deps,
+        # a raw corpus is named by its absolute path (hashing it whole would take longer
+        # than preparing it)
+        values={"raw": os.path.abspath(raw)} if cfg.raw is not None else {},
+        estimate_s=cfg.estimates.startup + cfg.estimates.prepare,
+        outputs=(layout.prep / META_FILE, layout.prep / PAIRS_FILE),
+        clean=(layout.prep,),  # the experts are exported into it: they go too
+        threads="one",
+        detail=f"{p.size} px, {p.landmarks} landmarks",
     )
 
-    expert_names, landmark_experts = [], []
+
+def _expert_stages(cfg: CompareConfig, layout: Layout) -> tuple[list[Stage], list[str]]:
+    """An ``expert-<name>`` fit per expert preset (exporting into ``PREP/experts/``), and the
+    names of those that train a landmark expert."""
+    stages, landmark_experts = [], []
     for name, preset in cfg.experts.items():
         stage, run_cfg = _fit_stage(
             f"expert-{name}", f"expert-{name}", "experts", name, preset, cfg, layout, ("prepare",)
         )
         model_name = str(run_cfg.model.name)
-        exported = layout.prep / "experts" / f"{model_name}.ckpt"
+        exported = Path(expert_file(str(layout.prep), model_name))
         stage.outputs = (*stage.outputs, exported)
         stage.clean = (*stage.clean, exported, exported.with_name(exported.name + ".sha256"))
         stages.append(stage)
-        expert_names.append(stage.name)
         if model_name == "landmarks":
             landmark_experts.append(stage.name)
-    expert_deps = ("prepare", *expert_names)
+    return stages, landmark_experts
 
+
+def _method_fit_stages(
+    cfg: CompareConfig, layout: Layout, methods: Sequence[str], landmark_experts: Sequence[str]
+) -> list[Stage]:
+    """A ``fit-<method>`` per method, after the landmark experts.
+
+    Raises:
+        UserError: a preset's YAML files select another ``model.name``.
+    """
+    stages = []
     for method in methods:
         preset = cfg.active_methods[method]
         # methods log val/lmd with the dataset's landmark expert; the SyncNet is evaluate's
@@ -341,21 +395,32 @@ def build_plan(cfg: CompareConfig, root: str | os.PathLike[str]) -> Plan:
                 f"preset trains the method it is named after"
             )
         stages.append(stage)
+    return stages
 
+
+def _evaluate_stages(
+    cfg: CompareConfig,
+    layout: Layout,
+    methods: Sequence[str],
+    stages: Sequence[Stage],
+    expert_deps: tuple[str, ...],
+) -> list[Stage]:
+    """An ``evaluate-<method>`` of each method's last checkpoint, then an
+    ``evaluate-<reference>`` per reference row, all under the config's protocol."""
     ev = cfg.evaluate
     protocol_file = _protocol_file(ev.protocol)
     ev_values = {"protocol": _file_hashes([protocol_file]) if protocol_file else ev.protocol}
     common = ["--data", str(layout.prep), "--protocol", ev.protocol, "--videos", str(ev.videos)]
-    common += ["--batch-size", str(ev.batch_size), "--seed", seed, "--device", ev.device]
-    evaluations: list[Stage] = []
+    common += ["--batch-size", str(ev.batch_size), "--seed", str(cfg.seed), "--device", ev.device]
     rows: list[tuple[str, list[str], tuple[str, ...]]] = []
     for method in methods:
         fit = next(s for s in stages if s.name == f"fit-{method}")
         assert fit.run_dir is not None
         samples = cfg.active_methods[method].samples
-        ckpt = str(fit.run_dir / "checkpoints" / "last.ckpt")
+        ckpt = last_checkpoint(str(fit.run_dir))
         rows.append((method, [ckpt, "--samples", str(samples)], (*expert_deps, fit.name)))
     rows += [(ref, ["--baseline", ref], expert_deps) for ref in ev.baselines]
+    evaluations = []
     for subject, head, deps in rows:
         out = layout.results / f"{subject}.json"
         evaluations.append(
@@ -365,7 +430,7 @@ def build_plan(cfg: CompareConfig, root: str | os.PathLike[str]) -> Plan:
                 argv=("evaluate", *head, *common, "--out", str(out)),
                 deps=deps,
                 values=ev_values,
-                estimate_s=est.startup + est.evaluate,
+                estimate_s=cfg.estimates.startup + cfg.estimates.evaluate,
                 outputs=(out, out.with_name(f"{subject}.clips.csv")),
                 clean=(
                     out,
@@ -376,48 +441,42 @@ def build_plan(cfg: CompareConfig, root: str | os.PathLike[str]) -> Plan:
                 results=out,
             )
         )
-    stages += evaluations
+    return evaluations
 
+
+def _leaderboard_stage(cfg: CompareConfig, layout: Layout, evaluations: Sequence[Stage]) -> Stage:
+    """``leaderboard`` (in the compare process): Markdown, CSV and HTML of every evaluation."""
     from talking_faces.reporting.leaderboard import default_reported
 
     reported = default_reported()
     board = layout.leaderboard
-    stages.append(
-        Stage(
-            name="leaderboard",
-            kind="leaderboard",
-            argv=(),
-            deps=tuple(s.name for s in evaluations),
-            values={
-                "smoke": cfg.smoke,
-                "reported": _file_hashes([str(reported)]) if reported else None,
-                "format": REPORT_FORMAT,
-            },
-            estimate_s=est.leaderboard,
-            outputs=tuple(board.values()),
-            clean=tuple(board.values()),
-        )
+    return Stage(
+        name="leaderboard",
+        kind="leaderboard",
+        argv=(),
+        deps=tuple(s.name for s in evaluations),
+        values={
+            "smoke": cfg.smoke,
+            "reported": _file_hashes([str(reported)]) if reported else None,
+            "format": REPORT_FORMAT,
+        },
+        estimate_s=cfg.estimates.leaderboard,
+        outputs=tuple(board.values()),
+        clean=tuple(board.values()),
     )
-    fits = [s.name for s in stages if s.kind in ("fit", "expert")]
-    stages.append(
-        Stage(
-            name="report",
-            kind="report",
-            argv=(),
-            deps=("leaderboard", *fits),
-            values={"format": REPORT_FORMAT, "smoke": cfg.smoke, "videos": ev.videos},
-            estimate_s=est.report,
-            outputs=(layout.root / "README.md", layout.curves),
-            clean=(layout.videos, layout.curves, layout.root / "README.md"),
-        )
-    )
-    assign_keys(stages, layout.root)
-    return Plan(
-        stages=stages,
-        layout=layout,
-        methods=methods,
-        references=list(ev.baselines),
-        not_in_config=not_in_config,
+
+
+def _report_stage(cfg: CompareConfig, layout: Layout, fits: Sequence[str]) -> Stage:
+    """``report`` (in the compare process): side-by-side videos, curves, README."""
+    return Stage(
+        name="report",
+        kind="report",
+        argv=(),
+        deps=("leaderboard", *fits),
+        values={"format": REPORT_FORMAT, "smoke": cfg.smoke, "videos": cfg.evaluate.videos},
+        estimate_s=cfg.estimates.report,
+        outputs=(layout.root / "README.md", layout.curves),
+        clean=(layout.videos, layout.curves, layout.root / "README.md"),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from talking_faces.errors import UserError
+from talking_faces.names import FPS, HIGHER_IS_BETTER, METRICS_CSV, SAMPLE_RATE, STATIC
 from talking_faces.orchestration.compare.config import CompareConfig
 from talking_faces.orchestration.compare.plan import Plan
 from talking_faces.utils.io import atomic_path, write_text_atomic
@@ -33,7 +34,7 @@ SMOKE_NOTE = (
     "`talking-faces compare` (or `make compare`) for the comparison."
 )
 #: the checks of the report's summary: (metric, lower is better)
-BEAT_STATIC = (("lmd", True), ("lse_c", False))
+BEAT_STATIC = tuple((m, not HIGHER_IS_BETTER[m]) for m in ("lmd", "lse_c"))
 #: height of the name strip above each panel of the side-by-side videos
 LABEL_HEIGHT = 12
 
@@ -105,7 +106,7 @@ def write_side_by_side(methods: dict[str, Path], out_dir: Path) -> list[Path]:
     """One mp4 per test pair that every method has a video of: the real clip, then each
     method's clip (``methods``: name -> results JSON, in column order), names above, the pair's
     audio muxed. Returns the files written."""
-    from talking_faces.utils.mp4 import FPS, write_clip_mp4
+    from talking_faces.utils.mp4 import write_clip_mp4
 
     written = []
     for pair, entry in sorted(_pair_videos(methods).items()):
@@ -132,7 +133,7 @@ def write_side_by_side(methods: dict[str, Path], out_dir: Path) -> list[Path]:
             n = t * rate // FPS
             audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
         path = out_dir / f"{pair:04d}-{str(entry['clip_id']).replace('/', '_')}.mp4"
-        write_clip_mp4(path, np.ascontiguousarray(video), audio, FPS, rate or 16000)
+        write_clip_mp4(path, np.ascontiguousarray(video), audio, FPS, rate or SAMPLE_RATE)
         written.append(path)
     return written
 
@@ -218,7 +219,7 @@ def plot_shared_validation(runs: dict[str, dict[str, list[tuple[int, float]]]], 
 def write_curves(run_dirs: dict[str, Path], methods: Sequence[str], out_dir: Path) -> list[Path]:
     """``<run>.png`` per run (methods and experts) and ``validation.png`` for the methods."""
     written = []
-    all_series = {name: read_metrics_csv(d / "metrics.csv") for name, d in run_dirs.items()}
+    all_series = {name: read_metrics_csv(d / METRICS_CSV) for name, d in run_dirs.items()}
     for name, series in all_series.items():
         if series:
             path = out_dir / f"{name}.png"
@@ -236,7 +237,7 @@ def beats_static(board: Any) -> list[dict[str, Any]]:
     """Per group and method row: its LMD and LSE-C against the static-frame reference row."""
     out = []
     for group in board.groups:
-        static = next((r for r in group.references if r.method == "static"), None)
+        static = next((r for r in group.references if r.method == STATIC), None)
         if static is None:
             continue
         for row in group.ranked:
@@ -271,6 +272,21 @@ def write_readme(
 ) -> None:
     """``README.md`` of the report folder."""
     root = plan.layout.root
+    lines = [
+        *_readme_intro(plan, cfg, invoked),
+        *_static_section(board),
+        *_leaderboard_section(root),
+        *_videos_section(plan, videos),
+        *_curves_section(root, curves),
+        *_timings_section(plan),
+        *_rerun_section(invoked),
+    ]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    write_text_atomic(root / "README.md", text)
+
+
+def _readme_intro(plan: Plan, cfg: CompareConfig, invoked: str) -> list[str]:
+    """The title (and the smoke-run note), what ran, one row per method."""
     title = f"# Compare `{cfg.name}`" + (f": {SMOKE_TITLE}" if cfg.smoke else "")
     lines = [title, ""]
     if cfg.smoke:
@@ -301,25 +317,34 @@ def write_readme(
             "",
             f"Methods without a preset in this config (not run): {', '.join(plan.not_in_config)}.",
         ]
-    lines += ["", "## Against the static frame (LMD lower, LSE-C higher is better)", ""]
+    return lines
+
+
+def _static_section(board: Any) -> list[str]:
+    """Each method against the static frame on LMD and LSE-C."""
+    lines = ["", "## Against the static frame (LMD lower, LSE-C higher is better)", ""]
     verdicts = beats_static(board)
-    if verdicts:
-        lines += ["| method | LMD (static) | LSE-C (static) | beats static on both |"]
-        lines += ["|---|---|---|---|"]
-        for v in verdicts:
-            c = v["checks"]
-            cells = []
-            for metric, _ in BEAT_STATIC:
-                if metric in c:
-                    mark = "yes" if c[metric]["beats"] else "no"
-                    cells.append(f"{c[metric]['method']:.4g} ({c[metric]['static']:.4g}) {mark}")
-                else:
-                    cells.append("–")
-            both = all(x["beats"] for x in c.values()) and len(c) == len(BEAT_STATIC)
-            lines.append(f"| {v['method']} | {' | '.join(cells)} | {'yes' if both else 'no'} |")
-    else:
-        lines.append("No static reference row was scored.")
-    lines += [
+    if not verdicts:
+        return [*lines, "No static reference row was scored."]
+    lines += ["| method | LMD (static) | LSE-C (static) | beats static on both |"]
+    lines += ["|---|---|---|---|"]
+    for v in verdicts:
+        c = v["checks"]
+        cells = []
+        for metric, _ in BEAT_STATIC:
+            if metric in c:
+                mark = "yes" if c[metric]["beats"] else "no"
+                cells.append(f"{c[metric]['method']:.4g} ({c[metric]['static']:.4g}) {mark}")
+            else:
+                cells.append("–")
+        both = all(x["beats"] for x in c.values()) and len(c) == len(BEAT_STATIC)
+        lines.append(f"| {v['method']} | {' | '.join(cells)} | {'yes' if both else 'no'} |")
+    return lines
+
+
+def _leaderboard_section(root: Path) -> list[str]:
+    """Links to the leaderboard files, then its tables (from ``leaderboard.md``)."""
+    lines = [
         "",
         "## Leaderboard",
         "",
@@ -330,24 +355,35 @@ def write_readme(
     ]
     md = (root / "leaderboard.md").read_text().split("\n")
     # the tables without their page title, one level down
-    lines += [
+    return lines + [
         "#" + ln if ln.startswith("## ") else ln
         for ln in md
         if not ln.startswith("# ") and SMOKE_NOTE not in ln  # the title and note are above
     ]
-    lines += ["## Sample videos", ""]
-    if videos:
-        lines.append(
-            f"The first test pairs, one mp4 each: real | {' | '.join(plan.methods)}, with the "
-            "pair's audio."
-        )
-        lines.append("")
-        lines += [f"- [{p.name}]({p.relative_to(root)})" for p in videos]
-    else:
-        lines.append("None (evaluate.videos is 0).")
-    lines += ["", "## Training curves", ""]
-    lines += [f"- [{p.name}]({p.relative_to(root)})" for p in curves] or ["None."]
-    lines += [
+
+
+def _videos_section(plan: Plan, videos: Sequence[Path]) -> list[str]:
+    """Links to the side-by-side videos."""
+    lines = ["## Sample videos", ""]
+    if not videos:
+        return [*lines, "None (evaluate.videos is 0)."]
+    lines.append(
+        f"The first test pairs, one mp4 each: real | {' | '.join(plan.methods)}, with the "
+        "pair's audio."
+    )
+    lines.append("")
+    return lines + [f"- [{p.name}]({p.relative_to(plan.layout.root)})" for p in videos]
+
+
+def _curves_section(root: Path, curves: Sequence[Path]) -> list[str]:
+    """Links to the training curves."""
+    lines = ["", "## Training curves", ""]
+    return lines + ([f"- [{p.name}]({p.relative_to(root)})" for p in curves] or ["None."])
+
+
+def _timings_section(plan: Plan) -> list[str]:
+    """The seconds of every stage, and where the commands and timings are."""
+    return [
         "",
         "## Timings (seconds, on the machine that ran each stage)",
         "",
@@ -356,14 +392,18 @@ def write_readme(
         "[timings.json](timings.json) has the same per stage and each compare invocation; the "
         "exact commands are in [commands.sh](commands.sh), their output in `logs/`.",
         "",
+    ]
+
+
+def _rerun_section(invoked: str) -> list[str]:
+    """How to continue or rerun the comparison."""
+    return [
         "## Rerun",
         "",
         f"`{invoked}` again skips every finished stage; a changed budget or config reruns what "
         "depends on it. Run folders, results and the prepared data are under `work/`.",
         "",
     ]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
-    write_text_atomic(root / "README.md", text)
 
 
 def write_report(plan: Plan, cfg: CompareConfig, invoked: str) -> None:
@@ -376,7 +416,7 @@ def write_report(plan: Plan, cfg: CompareConfig, invoked: str) -> None:
     methods = {m: plan[f"evaluate-{m}"].results for m in plan.methods}
     videos = write_side_by_side(methods, layout.videos) if cfg.evaluate.videos else []  # type: ignore[arg-type]
     runs = {s.name: s.run_dir for s in plan.stages if s.run_dir is not None}
-    curves = write_curves(runs, plan.methods, layout.curves)  # type: ignore[arg-type]
+    curves = write_curves(runs, plan.methods, layout.curves)
     layout.curves.mkdir(parents=True, exist_ok=True)
     write_readme(plan, cfg, invoked, board, videos, curves)
 

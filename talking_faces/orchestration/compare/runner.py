@@ -11,9 +11,9 @@ plan (:mod:`talking_faces.orchestration.compare.plan`) -> **run_plan** -> report
   invocation), ``logs/<stage>.log`` holds each command's output, ``timings.json`` the seconds of
   every stage, ``commands.sh`` the exact commands.
 - Up to ``parallel`` stages run at once, each command with its share of the cores as
-  ``OMP_NUM_THREADS`` (the sweep's local executor does the same,
-  :mod:`talking_faces.orchestration.sweep`); ``synth`` and ``prepare`` run their own worker
-  processes with one thread each.
+  ``OMP_NUM_THREADS``, through :mod:`talking_faces.orchestration.jobs` (as the sweep's
+  trials are run); ``synth`` and ``prepare`` run their own worker processes with one thread
+  each.
 - One compare at a time per folder: the folder's ``.lock`` is held by the compare process and
   its commands (a killed compare's commands keep it until they end).
 - Progress: one line when a stage starts and one when it ends, with the time elapsed and an
@@ -29,7 +29,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -41,12 +40,13 @@ from typing import Any
 
 from talking_faces.errors import UserError
 from talking_faces.orchestration.compare.plan import Plan, Stage, leaderboard_command
-from talking_faces.orchestration.sweep.runner import sigterm_as_interrupt
-from talking_faces.orchestration.sweep.trial import (
+from talking_faces.orchestration.jobs import (
     ProcessRegistry,
     fit_complete,
     last_error,
-    trial_env,
+    run_logged,
+    sigterm_as_interrupt,
+    talking_faces_argv,
 )
 from talking_faces.utils.io import write_json_atomic, write_text_atomic
 
@@ -197,7 +197,7 @@ def write_commands(plan: Plan, threads: int, parallel: int, invoked: str, smoke:
 def write_timings(plan: Plan, store: StageStore, invocations: list[dict[str, Any]]) -> None:
     """``timings.json``: per stage the seconds of the run that finished it, and each compare
     invocation's wall time."""
-    stages = {}
+    stages: dict[str, dict[str, Any]] = {}
     for s in plan.stages:
         rec = store.record(s) if store.finished(s) else None
         stages[s.name] = {
@@ -207,7 +207,7 @@ def write_timings(plan: Plan, store: StageStore, invocations: list[dict[str, Any
             "seconds": rec.get("seconds") if rec else None,
             "finished": rec.get("finished") if rec else None,
         }
-    done = [v["seconds"] for v in stages.values() if v["seconds"] is not None]
+    done: list[float] = [v["seconds"] for v in stages.values() if v["seconds"] is not None]
     write_json_atomic(
         plan.layout.root / TIMINGS_FILE,
         {
@@ -315,31 +315,15 @@ def _run_command(
     registry: ProcessRegistry,
 ) -> int:
     """Run the stage's command as ``python -m talking_faces ...``, output to ``log_path``."""
-    cmd = [sys.executable, "-m", "talking_faces", *stage.argv]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
-        log.write(f"\n== {_now()} OMP_NUM_THREADS={threads} {shlex.join(stage.command)}\n")
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            env=trial_env(threads),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            pass_fds=(lock_fd,),  # the folder stays locked while the command lives
-        )
-        registry.add(proc)
-        try:
-            return proc.wait()
-        except BaseException:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-        finally:
-            registry.discard(proc)
+    return run_logged(
+        talking_faces_argv(stage.argv),
+        log_path,
+        threads,
+        lock_fd,
+        stamp=_now(),
+        shown=shlex.join(stage.command),
+        registry=registry,
+    )
 
 
 def _verify(stage: Stage) -> str:
@@ -368,6 +352,29 @@ def _after(plan: Plan, name: str) -> set[str]:
     return out
 
 
+@dataclass
+class _Run:
+    """What :func:`run_plan` keeps while it runs: the stages finished, waiting, running, and
+    those that will not run now (``blocked``: failed, or after a failed one)."""
+
+    plan: Plan
+    store: StageStore
+    parallel: int
+    threads: int
+    lock_fd: int
+    in_process: dict[str, Callable[[], None]]
+    invocations: list[dict[str, Any]]
+    done: set[str]
+    progress: Progress
+    registry: ProcessRegistry = field(default_factory=ProcessRegistry)
+    pending: list[Stage] = field(default_factory=list)
+    running: dict[Future, Stage] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)
+    outcomes: list[StageOutcome] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    ran: int = 0
+
+
 def run_plan(
     plan: Plan,
     store: StageStore,
@@ -384,100 +391,123 @@ def run_plan(
     ``timings.json`` records, the last one this invocation (its ``stages_run`` and
     ``wall_seconds`` kept up to date).
     """
-    done = {s.name for s in plan.stages if store.finished(s)}
-    for s in plan.stages:
-        if s.name in done:
-            store.event(s, "skip")
-    progress = Progress(plan, parallel, set(done))
-    registry = ProcessRegistry()
-    blocked: set[str] = set()
-    outcomes: list[StageOutcome] = []
-
-    def run_one(stage: Stage) -> StageOutcome:
-        t0 = time.monotonic()
-        resumes = store.begin(stage)
-        store.event(stage, "start", resumes=resumes)
-        progress.start(stage, resumes)
-        log_path = plan.layout.logs / f"{stage.name}.log"
-        if stage.argv:
-            code = _run_command(
-                stage, log_path, threads if stage.threads == "share" else 1, lock_fd, registry
-            )
-            if registry.stopping.is_set():
-                return StageOutcome(stage, "interrupted", time.monotonic() - t0)
-            if code != 0:
-                return StageOutcome(
-                    stage,
-                    "failed",
-                    time.monotonic() - t0,
-                    f"exit {code}: {last_error(log_path)} (log: {log_path})",
-                )
-        else:
-            try:
-                in_process[stage.kind]()
-            except UserError as exc:
-                return StageOutcome(stage, "failed", time.monotonic() - t0, str(exc))
-        why = _verify(stage)
-        if why:
-            return StageOutcome(stage, "failed", time.monotonic() - t0, why)
-        seconds = time.monotonic() - t0
-        store.finish(stage, seconds)
-        return StageOutcome(stage, "done", seconds)
-
-    pending = [s for s in plan.stages if s.name not in done]
-    running: dict[Future, Stage] = {}
-    started, ran = time.monotonic(), 0
+    done = _skip_finished(plan, store)
+    run = _Run(
+        plan,
+        store,
+        parallel,
+        threads,
+        lock_fd,
+        in_process,
+        invocations,
+        done,
+        Progress(plan, parallel, set(done)),
+    )
+    run.pending = [s for s in plan.stages if s.name not in done]
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="stage")
     try:
         with sigterm_as_interrupt():
-            while pending or running:
-                for stage in list(pending):
-                    if len(running) >= parallel:
-                        break
-                    if any(d in blocked for d in stage.deps):
-                        pending.remove(stage)
-                        blocked.add(stage.name)
-                        progress.dropped.add(stage.name)
-                        continue
-                    if all(d in done for d in stage.deps):
-                        pending.remove(stage)
-                        running[pool.submit(run_one, stage)] = stage
-                if not running:
+            while run.pending or run.running:
+                _submit_ready(run, pool)
+                if not run.running:
                     break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                finished, _ = wait(list(run.running), return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    stage = running.pop(fut)
-                    try:
-                        outcome = fut.result()
-                    except Exception as exc:  # a bug or an OS error in one stage: record it
-                        outcome = StageOutcome(stage, "failed", 0.0, f"{type(exc).__name__}: {exc}")
-                    outcomes.append(outcome)
-                    store.event(
-                        stage,
-                        {"done": "finish", "failed": "fail"}.get(outcome.status, outcome.status),
-                        seconds=round(outcome.seconds, 2),
-                        message=outcome.message,
-                    )
-                    if outcome.status == "done":
-                        done.add(stage.name)
-                        ran += 1
-                    else:
-                        blocked.add(stage.name)
-                        progress.dropped.add(stage.name)
-                        progress.dropped.update(_after(plan, stage.name))
-                    progress.end(stage, outcome.status, outcome.seconds, outcome.message)
-                    # this invocation so far (a killed compare leaves its last state)
-                    invocations[-1]["stages_run"] = ran
-                    invocations[-1]["wall_seconds"] = round(time.monotonic() - started, 1)
-                    write_timings(plan, store, invocations)
+                    _record_outcome(run, run.running.pop(fut), fut)
     except BaseException:
-        registry.stop_all()
-        for stage in running.values():
+        run.registry.stop_all()
+        for stage in run.running.values():
             store.event(stage, "interrupted")
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return outcomes
+    return run.outcomes
+
+
+def _skip_finished(plan: Plan, store: StageStore) -> set[str]:
+    """The stages finished before (each logged as skipped)."""
+    done = {s.name for s in plan.stages if store.finished(s)}
+    for s in plan.stages:
+        if s.name in done:
+            store.event(s, "skip")
+    return done
+
+
+def _submit_ready(run: _Run, pool: ThreadPoolExecutor) -> None:
+    """Start the waiting stages whose dependencies are done, while a slot is free; drop those
+    after a stage that will not run now."""
+    for stage in list(run.pending):
+        if len(run.running) >= run.parallel:
+            break
+        if any(d in run.blocked for d in stage.deps):
+            run.pending.remove(stage)
+            run.blocked.add(stage.name)
+            run.progress.dropped.add(stage.name)
+            continue
+        if all(d in run.done for d in stage.deps):
+            run.pending.remove(stage)
+            run.running[pool.submit(_run_stage, run, stage)] = stage
+
+
+def _run_stage(run: _Run, stage: Stage) -> StageOutcome:
+    """One stage: marked started (cleaned unless it resumes), its command or in-process step,
+    its outputs checked, marked finished."""
+    t0 = time.monotonic()
+    resumes = run.store.begin(stage)
+    run.store.event(stage, "start", resumes=resumes)
+    run.progress.start(stage, resumes)
+    log_path = run.plan.layout.logs / f"{stage.name}.log"
+    if stage.argv:
+        threads = run.threads if stage.threads == "share" else 1
+        code = _run_command(stage, log_path, threads, run.lock_fd, run.registry)
+        if run.registry.stopping.is_set():
+            return StageOutcome(stage, "interrupted", time.monotonic() - t0)
+        if code != 0:
+            return StageOutcome(
+                stage,
+                "failed",
+                time.monotonic() - t0,
+                f"exit {code}: {last_error(log_path)} (log: {log_path})",
+            )
+    else:
+        try:
+            run.in_process[stage.kind]()
+        except UserError as exc:
+            return StageOutcome(stage, "failed", time.monotonic() - t0, str(exc))
+    why = _verify(stage)
+    if why:
+        return StageOutcome(stage, "failed", time.monotonic() - t0, why)
+    seconds = time.monotonic() - t0
+    run.store.finish(stage, seconds)
+    return StageOutcome(stage, "done", seconds)
+
+
+def _record_outcome(run: _Run, stage: Stage, fut: Future) -> None:
+    """A stage that ended: its event, what depends on it dropped if it did not finish, the
+    progress line, this invocation's ``timings.json`` so far (a killed compare leaves its last
+    state)."""
+    try:
+        outcome = fut.result()
+    except Exception as exc:  # a bug or an OS error in one stage: record it
+        outcome = StageOutcome(stage, "failed", 0.0, f"{type(exc).__name__}: {exc}")
+    run.outcomes.append(outcome)
+    run.store.event(
+        stage,
+        {"done": "finish", "failed": "fail"}.get(outcome.status, outcome.status),
+        seconds=round(outcome.seconds, 2),
+        message=outcome.message,
+    )
+    if outcome.status == "done":
+        run.done.add(stage.name)
+        run.ran += 1
+    else:
+        run.blocked.add(stage.name)
+        run.progress.dropped.add(stage.name)
+        run.progress.dropped.update(_after(run.plan, stage.name))
+    run.progress.end(stage, outcome.status, outcome.seconds, outcome.message)
+    run.invocations[-1]["stages_run"] = run.ran
+    run.invocations[-1]["wall_seconds"] = round(time.monotonic() - run.started, 1)
+    write_timings(run.plan, run.store, run.invocations)
 
 
 __all__ = [

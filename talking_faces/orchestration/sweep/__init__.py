@@ -6,7 +6,7 @@ SWEEP.yaml (W&B sweep config + the ``talking_faces`` constant parameter)
   -> :mod:`~talking_faces.orchestration.sweep.executors` (local processes |
      submitit jobs | W&B agents)
   -> :mod:`~talking_faces.orchestration.sweep.trial` (one trial: fit, then evaluate,
-     as subprocesses)
+     as subprocesses through :mod:`~talking_faces.orchestration.jobs`)
   -> results JSON per trial (with the sweep in its ``provenance``)
   -> :mod:`~talking_faces.orchestration.sweep.summary` (summary.md / summary.csv) and the
   leaderboard

@@ -27,14 +27,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from talking_faces.errors import UserError
-from talking_faces.orchestration.sweep.trial import (
-    ProcessRegistry,
-    TrialJob,
-    TrialOutcome,
-    is_locked,
-    results_ok,
-    run_trial,
-)
+from talking_faces.orchestration.jobs import ProcessRegistry, is_locked
+from talking_faces.orchestration.sweep.trial import TrialJob, TrialOutcome, results_ok, run_trial
 from talking_faces.utils.io import write_json_atomic
 from talking_faces.utils.progress import progress
 
@@ -122,9 +116,10 @@ def _schedule(
                         queue.append(job)
             ended = False
             for key, (job, handle) in list(running.items()):
-                outcome = poll(handle)
-                if outcome is None:
+                polled = poll(handle)
+                if polled is None:
                     continue
+                outcome = polled
                 ended = True
                 del running[key]
                 if outcome.status == "busy":

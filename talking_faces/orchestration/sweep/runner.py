@@ -15,20 +15,24 @@ belongs to one plan: a rerun with another sweep file content or other overrides 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from talking_faces import __version__
 from talking_faces.errors import UserError
+from talking_faces.names import HIGHER_IS_BETTER, last_checkpoint
+from talking_faces.orchestration.jobs import (
+    default_threads,
+    sigterm_as_interrupt,
+    talking_faces_argv,
+)
 from talking_faces.orchestration.sweep.executors import (
     EXECUTORS,
     SweepProgress,
@@ -160,15 +164,6 @@ def open_state(
 
 
 # ---------------------------------------------------------------------------------- jobs
-def default_threads(parallel: int) -> int:
-    """CPU threads per trial: the cores split between ``parallel`` trials (at most
-    ``OMP_NUM_THREADS`` when that is set)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = max(1, (cores or 1) // max(1, parallel))
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return min(threads, int(env)) if env.isdigit() and int(env) > 0 else threads
-
-
 def trial_job(
     spec: SweepSpec, trial: Trial, sweep_dir: Path, extra_overrides: Sequence[str], threads: int
 ) -> TrialJob:
@@ -188,7 +183,7 @@ def trial_job(
     )
     evaluate_argv = (
         "evaluate",
-        str(folder / RUN_DIR / "checkpoints" / "last.ckpt"),
+        last_checkpoint(str(folder / RUN_DIR)),
         "--data",
         s.data,
         "--protocol",
@@ -242,7 +237,7 @@ def check_fit_config(job: TrialJob) -> None:
     """Let ``fit --print-config`` check one trial's config before any trial starts, so a
     mistyped override fails at once with fit's own message (unknown key, closest valid one)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "talking_faces", *job.fit_argv, "--print-config"],
+        talking_faces_argv([*job.fit_argv, "--print-config"]),
         cwd=job.cwd,
         capture_output=True,
         text=True,
@@ -255,24 +250,6 @@ def check_fit_config(job: TrialJob) -> None:
             "error: "
         )
         raise UserError(f"trial {job.name}: fit refuses its config: {reason}")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler, ``kill``) ends the sweep like Ctrl-C: trials stopped, resumable."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 # ----------------------------------------------------------------------------------- run
@@ -349,8 +326,6 @@ def run_sweep(req: SweepRequest) -> int:
 
 def check_metric(spec: SweepSpec) -> None:
     """The target metric's goal agrees with its direction (``lse_c`` is better higher, ...)."""
-    from talking_faces.metrics.suite import HIGHER_IS_BETTER
-
     if spec.metric is None:
         return
     direction = HIGHER_IS_BETTER.get(spec.metric)
@@ -431,7 +406,6 @@ __all__ = [
     "SweepRequest",
     "agent_trial",
     "check_fit_config",
-    "default_threads",
     "discovered_trials",
     "open_state",
     "plan_sha256",

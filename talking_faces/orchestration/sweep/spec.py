@@ -195,6 +195,37 @@ def load_sweep(
             ``talking_faces`` key, a reserved override, a missing config file.
     """
     path = resolve_path(path)
+    config = _read_sweep_config(path)
+    method = _method_of(path, config)
+    params = dict(config.get("parameters") or {})
+    if NAMESPACE not in params or set(params[NAMESPACE]) != {"value"}:
+        raise UserError(
+            f"sweep file {path} has no constant parameter {NAMESPACE!r} "
+            f"(parameters: {{{NAMESPACE}: {{value: {{configs: [...], data: PREP}}}}}}) "
+            "saying what each trial runs"
+        )
+    settings = _settings(path, params.pop(NAMESPACE)["value"], data)
+    flat = _flatten(params)
+    _check_reserved_parameters(path, flat)
+    _check_variants(path, settings, flat)
+    run_cap = _run_cap_of(path, config, method)
+    metric = config.get("metric") or {}
+    return SweepSpec(
+        path=path,
+        sha256=sha256_file(path),
+        name=str(config.get("name") or path.stem),
+        method=method,
+        metric=metric.get("name"),
+        goal=str(metric.get("goal", "minimize")),
+        run_cap=run_cap,
+        config=config,
+        parameters=flat,
+        settings=settings,
+    )
+
+
+def _read_sweep_config(path: Path) -> dict[str, Any]:
+    """The sweep file's mapping, once it exists, is YAML and passes W&B's schema check."""
     if not path.is_file():
         raise UserError(f"sweep file {path} does not exist (e.g. experiments/sweeps/ldm_beta.yaml)")
     try:
@@ -209,24 +240,32 @@ def load_sweep(
     if violations:
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
         raise UserError(f"sweep file {path} is not a valid W&B sweep config: {violations[0]}{more}")
+    return config
+
+
+def _method_of(path: Path, config: Mapping[str, Any]) -> str:
+    """The search method, one of :data:`METHODS`."""
     method = str(config["method"])
     if method not in METHODS:
         raise UserError(f"sweep file {path}: method {method!r} is not one of {', '.join(METHODS)}")
-    params = dict(config.get("parameters") or {})
-    if NAMESPACE not in params or set(params[NAMESPACE]) != {"value"}:
-        raise UserError(
-            f"sweep file {path} has no constant parameter {NAMESPACE!r} "
-            f"(parameters: {{{NAMESPACE}: {{value: {{configs: [...], data: PREP}}}}}}) "
-            "saying what each trial runs"
-        )
-    settings = _settings(path, params.pop(NAMESPACE)["value"], data)
-    flat = _flatten(params)
+    return method
+
+
+def _check_reserved_parameters(path: Path, flat: Mapping[str, Any]) -> None:
+    """No parameter sets a key the sweep sets itself (:data:`RESERVED_KEYS`)."""
     for key in flat:
         if key in RESERVED_KEYS:
             raise UserError(
                 f"sweep file {path}: parameter {key!r} is set by the sweep itself "
                 f"({', '.join(RESERVED_KEYS)}); use {NAMESPACE}.seeds / {NAMESPACE}.data"
             )
+
+
+def _check_variants(
+    path: Path, settings: SweepSettings, flat: Mapping[str, dict[str, Any]]
+) -> None:
+    """Every ``variants`` entry names a parameter, covers each of its values, and sets no
+    reserved key."""
     for name, named in settings.variants.items():
         spec_of = flat.get(name)
         if spec_of is None:
@@ -248,6 +287,10 @@ def load_sweep(
                         f"sweep file {path}: {NAMESPACE}.variants.{name} sets {key!r}, which the "
                         "sweep sets itself"
                     )
+
+
+def _run_cap_of(path: Path, config: Mapping[str, Any], method: str) -> int | None:
+    """``run_cap``: a positive integer, required by ``method: random``."""
     run_cap = config.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise UserError(f"sweep file {path}: run_cap must be a positive integer, got {run_cap!r}")
@@ -256,19 +299,7 @@ def load_sweep(
             f"sweep file {path}: method random draws without end; set run_cap: N (W&B's key for "
             "the number of configurations to draw)"
         )
-    metric = config.get("metric") or {}
-    return SweepSpec(
-        path=path,
-        sha256=sha256_file(path),
-        name=str(config.get("name") or path.stem),
-        method=method,
-        metric=metric.get("name"),
-        goal=str(metric.get("goal", "minimize")),
-        run_cap=run_cap,
-        config=config,
-        parameters=flat,
-        settings=settings,
-    )
+    return run_cap
 
 
 def _settings(path: Path, value: Any, data: str | None) -> SweepSettings:
@@ -289,7 +320,7 @@ def _settings(path: Path, value: Any, data: str | None) -> SweepSettings:
     if not configs or not all(isinstance(c, str) for c in configs):
         raise UserError(f"sweep file {path}: {NAMESPACE}.configs must list the fit YAML files")
     for c in configs:
-        if not Path(c).is_file():
+        if not resolve_path(c).is_file():
             raise UserError(
                 f"sweep file {path}: config file {c} does not exist (paths are relative to the "
                 "folder the sweep runs from)"

@@ -22,12 +22,10 @@ from typing import Any
 
 from talking_faces.errors import UserError
 from talking_faces.evaluation.results import load_results
+from talking_faces.names import HEADLINE_METRICS
 from talking_faces.orchestration.sweep.spec import SweepSpec, Trial, format_value
 from talking_faces.orchestration.sweep.trial import RESULTS_FILE, trial_status
 from talking_faces.utils.io import write_text_atomic
-
-#: metrics shown first, in this order, when present
-PREFERRED = ("psnr", "ssim", "lpips", "lmd", "lse_d", "lse_c", "cpbd")
 
 
 @dataclass
@@ -89,7 +87,8 @@ def summarize(
     if spec.metric:
         shown.add(spec.metric)
     present = {k for r in rows.values() for k in r.values}
-    columns = [m for m in PREFERRED if m in shown and m in present]
+    # the leaderboard's headline metrics first, in its order, then the rest by name
+    columns = [m for m in HEADLINE_METRICS if m in shown and m in present]
     columns += sorted(m for m in shown & present if m not in columns)
     if spec.metric in columns:
         columns.remove(spec.metric)
@@ -100,11 +99,10 @@ def summarize(
             f"(they have {', '.join(sorted(present))}); fix metric.name"
         )
     ordered = list(rows.values())
-    if spec.metric:
+    metric = spec.metric
+    if metric:
         sign = -1.0 if spec.goal == "maximize" else 1.0
-        ordered.sort(
-            key=lambda r: (r.mean(spec.metric) is None, sign * (r.mean(spec.metric) or 0.0))
-        )
+        ordered.sort(key=lambda r: (r.mean(metric) is None, sign * (r.mean(metric) or 0.0)))
     return ordered, columns, directions
 
 
@@ -134,8 +132,8 @@ def summary_markdown(
     """``summary.md``: what ran, then one row per configuration, best first."""
     counts: dict[str, int] = {}
     for r in rows:
-        for s, n in r.status.items():
-            counts[s] = counts.get(s, 0) + n
+        for status, n in r.status.items():
+            counts[status] = counts.get(status, 0) + n
     total = sum(counts.values())
     state = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "pending"))
     s = spec.settings

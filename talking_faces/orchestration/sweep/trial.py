@@ -18,21 +18,24 @@ Every executor (local threads, submitit jobs, W&B agents) runs trials through :f
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import fcntl
 import json
-import os
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from talking_faces.errors import UserError
+from talking_faces.orchestration.jobs import (
+    ProcessRegistry,
+    fit_complete,
+    folder_lock,
+    is_locked,
+    last_error,
+    run_logged,
+    talking_faces_argv,
+)
 from talking_faces.utils.io import remove_stale_temporaries, write_json_atomic, write_text_atomic
 
 TRIAL_FILE = "trial.json"
@@ -40,7 +43,6 @@ PROVENANCE_FILE = "provenance.json"
 RESULTS_FILE = "results.json"
 FAILED_FILE = "failed.json"
 FIT_DONE_FILE = "fit.done"
-LOCK_FILE = ".lock"
 LOG_FILE = "trial.log"
 RUN_DIR = "run"
 
@@ -74,42 +76,6 @@ class TrialOutcome:
     message: str = ""
 
 
-class ProcessRegistry:
-    """The trial commands running now, so an interrupted sweep can stop them all."""
-
-    def __init__(self) -> None:
-        self._procs: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-        self.stopping = threading.Event()
-
-    def add(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._procs.add(proc)
-        if self.stopping.is_set():
-            proc.terminate()
-
-    def discard(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._procs.discard(proc)
-
-    def stop_all(self, grace_s: float = 20.0) -> None:
-        """Terminate every running command, then kill what is left after ``grace_s``."""
-        self.stopping.set()
-        with self._lock:
-            procs = list(self._procs)
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        deadline = time.monotonic() + grace_s
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait()
-
-
 # --------------------------------------------------------------------------------- status
 def results_ok(folder: str | Path) -> bool:
     """Whether the trial in ``folder`` finished: a valid ``results.json``."""
@@ -125,23 +91,6 @@ def results_ok(folder: str | Path) -> bool:
     return True
 
 
-def is_locked(folder: str | Path) -> bool:
-    """Whether a runner (this process or another) holds the trial's lock now."""
-    path = Path(folder) / LOCK_FILE
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
 def trial_status(folder: str | Path) -> str:
     """``done``, ``running`` (locked), ``failed`` (``failed.json``) or ``pending``."""
     folder = Path(folder)
@@ -154,36 +103,7 @@ def trial_status(folder: str | Path) -> str:
     return "pending"
 
 
-@contextlib.contextmanager
-def trial_lock(folder: Path) -> Iterator[int | None]:
-    """Hold the trial's lock; yields its file descriptor, or None if another runner has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield None
-            return
-        try:
-            yield fd
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 # ------------------------------------------------------------------------------------ run
-def trial_env(threads: int) -> dict[str, str]:
-    """The environment of a trial's commands: its share of CPU threads, quiet progress."""
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(threads)
-    env["TALKING_FACES_QUIET"] = "1"
-    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    return env
-
-
 def _run_command(
     argv: Sequence[str],
     job: TrialJob,
@@ -191,75 +111,25 @@ def _run_command(
     lock_fd: int,
     registry: ProcessRegistry | None,
 ) -> int:
-    cmd = [sys.executable, "-m", "talking_faces", *argv]
-    with open(log_path, "a") as log:
-        stamp = _dt.datetime.now().isoformat(timespec="seconds")
-        log.write(f"\n== {stamp} OMP_NUM_THREADS={job.threads} {' '.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=job.cwd,
-            env=trial_env(job.threads),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            pass_fds=(lock_fd,),  # the lock stays held while the command lives
-        )
-        if registry is not None:
-            registry.add(proc)
-        try:
-            return proc.wait()
-        except BaseException:  # interrupted (e.g. a cancelled submitit job): stop the command too
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-        finally:
-            if registry is not None:
-                registry.discard(proc)
-
-
-def last_error(log_path: Path) -> str:
-    """The command's last ``error: ...`` line (our one-line errors), else its last line."""
-    try:
-        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines()]
-    except OSError:
-        return ""
-    lines = [ln for ln in lines if ln and not ln.startswith("== ")]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    return (errors or lines or [""])[-1][:300]
-
-
-def fit_complete(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` trained to its end: ``last.ckpt`` at ``trainer.max_steps``
-    (any step when the run is bounded by ``max_time`` or epochs instead).
-
-    A SIGTERM stops Lightning's loop early with exit status 0, so the status alone does not say.
-    """
-    import torch
-    import yaml
-
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return False
-    try:
-        trainer = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("trainer", {})
-    except (OSError, yaml.YAMLError):
-        return False
-    max_steps = int(trainer.get("max_steps") or -1)
-    if max_steps <= 0 or trainer.get("max_time"):
-        return True
-    step = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
-    return step >= max_steps
+    """One of the trial's commands, run in ``job.cwd`` with its output in ``trial.log``."""
+    cmd = talking_faces_argv(argv)
+    return run_logged(
+        cmd,
+        log_path,
+        job.threads,
+        lock_fd,
+        stamp=_dt.datetime.now().isoformat(timespec="seconds"),
+        shown=" ".join(cmd),
+        registry=registry,
+        cwd=job.cwd,
+    )
 
 
 def run_trial(job: TrialJob, registry: ProcessRegistry | None = None) -> TrialOutcome:
     """Run (or finish, or skip) one trial; see the module docstring for what it writes."""
     folder = Path(job.folder)
     started = time.monotonic()
-    with trial_lock(folder) as fd:
+    with folder_lock(folder) as fd:
         if fd is None:
             return TrialOutcome(job.name, "busy")
         if results_ok(folder):
@@ -314,15 +184,10 @@ def read_trial_record(folder: str | Path) -> dict[str, Any] | None:
 
 
 __all__ = [
-    "ProcessRegistry",
     "TrialJob",
     "TrialOutcome",
-    "fit_complete",
-    "is_locked",
     "read_trial_record",
     "results_ok",
     "run_trial",
-    "trial_env",
-    "trial_lock",
     "trial_status",
 ]
