@@ -124,8 +124,8 @@ def test_wrong_type_names_the_key() -> None:
     ("override", "allowed"),
     [
         ("checkpoint.mode=mean", "[min, max]"),
-        ("data.audio_feature=mel", "[mfcc, logmel]"),
-        ("data.audio_pad=mirror", "[edge, zero]"),
+        ("data.audio_feature=mel", "[mfcc, logmel, mfcc_davs]"),
+        ("data.audio_pad=mirror", "[edge, zero, zero_waveform]"),
         ("model.optimizer=adm", "[adam, adamw, rmsprop, sgd]"),
         ("model.lr_schedule=step", "[constant, linear, cosine]"),
     ],

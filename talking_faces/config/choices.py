@@ -45,13 +45,25 @@ def plain(value: Any) -> Any:
 
 
 class AudioFeature(Choice):
+    """Prepared audio feature a method reads (talking_faces.data.prepare.audio)."""
+
+    #: python_speech_features MFCC, 13 with c0 = log energy
     mfcc = "mfcc"
     logmel = "logmel"
+    #: the davs authors' MATLAB MFCC (savemfcc.m): Hamming, 13 filters 300-3700 Hz, lifter 22;
+    #: with drop_c0 and audio_window 20 a frame's window is the authors' 20 x 12 file
+    mfcc_davs = "mfcc_davs"
 
 
 class AudioPad(Choice):
+    """What a window reads where it runs past the clip (talking_faces.data.dataset)."""
+
+    #: the first/last feature row repeated
     edge = "edge"
+    #: feature rows of zeros
     zero = "zero"
+    #: the ldm authors': the MFCC of the waveform with 1,965 zero samples on each side (mfcc only)
+    zero_waveform = "zero_waveform"
 
 
 class MonitorMode(Choice):

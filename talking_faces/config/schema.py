@@ -48,12 +48,15 @@ class DataConfig:
     num_frames: int | str = 8
     batch_size: int = 4
     num_workers: int = 0
-    #: reference face: "random" (same clip, outside the window), "first", "other-clip"
+    #: reference face: "random" (same clip, outside the window), "first", "other-clip",
+    #: "first-frame" (frame 0, every window starting there: ldm's paper setup)
     identity: str = "random"
+    #: mfcc (python_speech_features), logmel, or mfcc_davs (the davs authors' MATLAB MFCC)
     audio_feature: AudioFeature = AudioFeature.mfcc
     #: feature rows (100 Hz) per frame window, centred on the frame
     audio_window: int = 28
-    #: rows outside the clip: repeat the edge row, or zeros
+    #: rows outside the clip: repeat the edge row, or zeros; zero_waveform: the ldm authors'
+    #: MFCC of the waveform zero-padded by 1,965 samples (audio_feature mfcc only)
     audio_pad: AudioPad = AudioPad.edge
     #: drop MFCC c0 (log energy), as ldm does
     drop_c0: bool = True

@@ -65,6 +65,10 @@ class ProcessedClip:
     landmarks_valid: np.ndarray  # (T,) bool
     source_sha256: str
     words: list[tuple[int, int, str]] = field(default_factory=list)  # (start, end frame, word)
+    # features added after the first datasets were prepared (prepare.audio.prepared_features
+    # always makes them; None leaves them out of the work file and the shards)
+    mfcc_davs: np.ndarray | None = None  # (4T, 13) float32, the davs authors' MATLAB MFCC
+    mfcc_wavepad: np.ndarray | None = None  # (4T+24, 13) float32, mfcc of wave +-1965 zeros
 
     @property
     def num_frames(self) -> int:

@@ -24,6 +24,8 @@ from talking_faces.data.dataset import (
     PreparedDataset,
     TestPairDataset,
     WindowConfig,
+    check_audio_feature,
+    select_features,
 )
 from talking_faces.errors import UserError
 
@@ -48,11 +50,14 @@ class TalkingFaceDataModule(L.LightningDataModule):
         batch_size: windows per batch.
         num_workers: DataLoader worker processes (0 = in the main process).
         identity: ``random`` (a frame of the same clip outside the window), ``first`` (frame 0
-            of the clip) or ``other-clip`` (a frame of another clip of the same speaker).
-        audio_feature: ``mfcc`` (13, c0 = log energy) or ``logmel``.
+            of the clip), ``other-clip`` (a frame of another clip of the same speaker) or
+            ``first-frame`` (frame 0 of the clip, every window starting at it).
+        audio_feature: ``mfcc`` (13, c0 = log energy), ``logmel`` or ``mfcc_davs`` (the davs
+            authors' MATLAB MFCC, 13; datasets prepared since it was added).
         audio_window: W rows at 100 Hz per frame, centred on the frame's centre row 4t+2.
-        audio_pad: ``edge`` or ``zero`` for rows outside the clip.
-        drop_c0: drop MFCC c0 (F = 12).
+        audio_pad: ``edge`` or ``zero`` for rows outside the clip, or ``zero_waveform`` (the
+            ldm authors': MFCC of the waveform zero-padded by 1,965 samples; ``mfcc`` only).
+        drop_c0: drop MFCC c0 (F = 12; ``mfcc`` and ``mfcc_davs``).
         seed: seeds training windows, identity draws and the shuffle order.
         train_split, val_split, test_split: split names of the manifest.
         pin_memory: DataLoader ``pin_memory``.
@@ -132,12 +137,12 @@ class TalkingFaceDataModule(L.LightningDataModule):
     @property
     def audio_dim(self) -> int:
         """F, coefficients per audio row of the configured feature."""
+        check_audio_feature(self.prepared, self.window)
+        w = self.window
         for split in ("train", "val", "test"):
             if self.prepared.shard_dir(split):
                 raw = self._raw_dataset(split)[0]
-                key = self.window.audio_feature
-                f = int(raw[key].shape[1])
-                return f - 1 if key == "mfcc" and self.window.drop_c0 else f
+                return int(select_features(raw, w.audio_feature, w.drop_c0, w.audio_pad).shape[1])
         raise UserError(f"{self.root} has no ok clips")
 
     def _raw_dataset(self, split: str) -> Any:

@@ -12,8 +12,9 @@ Windows
     training: a random start, drawn from ``numpy.random.default_rng([seed, epoch, i])`` where
     ``i`` is the clip's index in its split, so the window of a clip in an epoch does not depend
     on the number of workers or ranks; evaluation: the centred window ``start = (T_clip - T) // 2``
-    (identical in every run). ``num_frames="clip"`` takes the whole clip (start 0). Clips shorter
-    than T are left out of the split (the number left out is in ``excluded``).
+    (identical in every run); identity ``first-frame``: start 0 in both. ``num_frames="clip"``
+    takes the whole clip (start 0). Clips shorter than T are left out of the split (the number
+    left out is in ``excluded``).
 
 Identity frame (``identity=``)
     ``random``: a frame of the same clip outside the window (uniform over those frames); when the
@@ -21,7 +22,11 @@ Identity frame (``identity=``)
     clip. ``other-clip``: a random frame of another clip of the same speaker in the same split;
     when the speaker has no other clip there (always for LRW, whose clips name no speaker), a
     frame outside the window of the same clip, else frame 0. Evaluation draws use a generator
-    without the epoch, so they are fixed too.
+    without the epoch, so they are fixed too. ``first-frame``: frame 0 of the same clip, and every
+    window (training and evaluation) starts at frame 0, so the identity is the window's own first
+    frame: ldm's paper setup (the authors condition on x0 and predict frames 1..T-1; the model
+    switch is ``model.first_frame_given``). The test pairs give the same for a same-clip pair
+    (frame 0 of the clip, the whole clip from frame 0).
 
 Audio windows (``audio_feature``, ``audio_window`` W, ``audio_pad``, ``drop_c0``)
     features are stored at 100 Hz, 4 rows per 25 fps frame; frame t's 40 ms are rows 4t..4t+3
@@ -29,6 +34,17 @@ Audio windows (``audio_feature``, ``audio_window`` W, ``audio_pad``, ``drop_c0``
     of the clip's features (W = 28 rows = 280 ms by default, the span used by the GRID-era
     models); rows outside the clip are the edge row (``edge``) or zeros (``zero``). ``mfcc``
     has 13 coefficients with c0 the log energy; ``drop_c0`` leaves 12. ``logmel`` has n_mels.
+    ``mfcc_davs`` is the davs authors' MATLAB MFCC (13, c0 the DCT's term 0; ``drop_c0`` leaves
+    their 12): with W = 20 frame t's window is rows 4t-8 .. 4t+11, the authors' ``t.bin``
+    (``savemfcc.m``: ``mfccs(:, 4*l-7 : 4*l+12)``). ``zero_waveform`` (``mfcc`` only) is the ldm
+    authors' padding: the window is cut from ``mfcc_wavepad``, the MFCC of the waveform with
+    1,965 zeros on each side, rows ``[4t+14 - W//2, 4t+14 - W//2 + W)`` of it, so that with W = 28
+    frame t's window is their ``mfcc[4t : 4t+28, 1:]`` (``data_loader.py``); it starts 45 samples
+    before the ``edge`` window, and past the clip holds MFCC frames of those zeros instead of
+    repeated rows (for W > 28 rows beyond the padding repeat its first or last row, a silent
+    frame: the same values). ``mfcc_davs`` and ``mfcc_wavepad`` exist in datasets prepared since
+    they were added (:func:`check_audio_feature`: otherwise a one-line error that names the
+    ``prepare`` command to rerun).
 
 Word
     GRID: the aligned word spoken at the window's centre frame ``start + T // 2`` (-1 in silence);
@@ -39,7 +55,8 @@ Waveform
 
 :class:`TestPairDataset` serves the fixed pairs of ``pairs.json`` (same-clip and cross-clip) for
 evaluation: the identity frame is frame 0 of the identity clip, and audio, waveform, real frames
-and landmarks are those of the whole audio clip.
+and landmarks are those of the whole audio clip, whatever the run's ``identity`` mode (under
+``first-frame`` a same-clip pair is then exactly a training window of the whole clip).
 """
 
 from __future__ import annotations
@@ -54,8 +71,10 @@ import torch
 from litdata import StreamingDataset
 from torchvision.io import decode_jpeg
 
+from talking_faces.config.choices import AudioFeature, AudioPad
 from talking_faces.data import storage
-from talking_faces.data.format import jpeg_offsets
+from talking_faces.data.format import WAVEPAD_ROWS, jpeg_offsets
+from talking_faces.data.silence import silence_mask
 from talking_faces.errors import UserError
 from talking_faces.names import (
     FEATURES_PER_FRAME,
@@ -65,9 +84,12 @@ from talking_faces.names import (
     SAMPLES_PER_FRAME,
 )
 
-IDENTITY_MODES: tuple[str, ...] = ("random", "first", "other-clip")
-AUDIO_FEATURES: tuple[str, ...] = ("mfcc", "logmel")
-AUDIO_PADS: tuple[str, ...] = ("edge", "zero")
+IDENTITY_MODES: tuple[str, ...] = ("random", "first", "other-clip", "first-frame")
+AUDIO_FEATURES: tuple[str, ...] = AudioFeature.names()
+AUDIO_PADS: tuple[str, ...] = AudioPad.names()
+#: shard keys every prepared dataset has; the other audio features only datasets prepared since
+#: they were added (their parameters are then in meta.json's ``audio``)
+BASE_FEATURES: tuple[str, ...] = ("mfcc", "logmel")
 
 
 # ---------------------------------------------------------------------------- prepared folder
@@ -160,14 +182,18 @@ def audio_windows(features: np.ndarray, frames: np.ndarray, window: int, pad: st
         features: (N, F) rows at 100 Hz (N = 4 * clip frames).
         frames: (T,) frame indices in the clip.
         window: W rows per window, centred on row ``4t + 2``.
-        pad: ``edge`` (repeat the first/last row) or ``zero``.
+        pad: ``edge`` (repeat the first/last row), ``zero``, or ``zero_waveform``: ``features``
+            are then ``mfcc_wavepad`` rows (N = 4 * clip frames + 24) and the window of frame t
+            is its rows ``4t + 14 - W//2 ...`` (module docstring).
 
     Returns:
         (T, W, F) float32.
     """
     n = features.shape[0]
-    rows = (FEATURES_PER_FRAME * frames + FEATURES_PER_FRAME // 2 - window // 2)[:, None]
-    rows = rows + np.arange(window)[None, :]
+    first = FEATURES_PER_FRAME * frames + FEATURES_PER_FRAME // 2 - window // 2
+    if pad == "zero_waveform":
+        first = first + WAVEPAD_ROWS
+    rows = first[:, None] + np.arange(window)[None, :]
     out = features[np.clip(rows, 0, n - 1)]
     if pad == "zero":
         out = out * ((rows >= 0) & (rows < n))[..., None]
@@ -191,11 +217,37 @@ def decode_frames(blob: bytes | memoryview, indices: list[int]) -> torch.Tensor:
     return torch.stack(decode_jpeg(data))
 
 
-def select_features(raw: dict[str, Any], audio_feature: str, drop_c0: bool) -> np.ndarray:
-    if audio_feature == "mfcc":
-        mfcc = np.asarray(raw["mfcc"])
-        return mfcc[:, 1:] if drop_c0 else mfcc
-    return np.asarray(raw["logmel"])
+def feature_key(audio_feature: str, audio_pad: str = "edge") -> str:
+    """The shard key the windows of ``audio_feature`` under ``audio_pad`` are cut from."""
+    return "mfcc_wavepad" if audio_pad == "zero_waveform" else str(audio_feature)
+
+
+def select_features(
+    raw: dict[str, Any], audio_feature: str, drop_c0: bool, audio_pad: str = "edge"
+) -> np.ndarray:
+    """The (N, F) rows that :func:`audio_windows` cuts: the stored feature (``mfcc_wavepad``
+    under ``zero_waveform``), without column 0 for the MFCCs when ``drop_c0``."""
+    key = feature_key(audio_feature, audio_pad)
+    feats = np.asarray(raw[key])
+    return feats[:, 1:] if drop_c0 and key != "logmel" else feats
+
+
+def check_audio_feature(prepared: PreparedDataset, config: WindowConfig) -> None:
+    """Raise a one-line UserError when ``prepared`` lacks the stored feature ``config`` reads
+    (a dataset prepared before that feature was added), naming the command that remakes it."""
+    key = feature_key(config.audio_feature, config.audio_pad)
+    meta = prepared.meta
+    if key in BASE_FEATURES or key in (meta.get("audio") or {}):
+        return
+    backend = (meta.get("landmarks") or {}).get("backend")
+    options = f" --layout {meta.get('layout', 'LAYOUT')} --size {meta.get('size', 'SIZE')}"
+    options += f" --landmarks {backend}" if backend else ""
+    raise UserError(
+        f"{prepared.root} has no {key!r} audio feature, which data.audio_feature="
+        f"{config.audio_feature} with data.audio_pad={config.audio_pad} reads (the dataset was "
+        f"prepared before it was added); re-prepare it: talking-faces prepare "
+        f"{meta.get('source', 'SOURCE')} {prepared.root}{options} --overwrite"
+    )
 
 
 # ---------------------------------------------------------------------------- windows
@@ -235,6 +287,11 @@ class WindowConfig:
             )
         if not isinstance(self.audio_window, int) or self.audio_window < 1:
             raise UserError(f"audio_window must be a positive int, got {self.audio_window!r}")
+        if self.audio_pad == "zero_waveform" and self.audio_feature != "mfcc":
+            raise UserError(
+                "audio_pad zero_waveform (the ldm authors' zero-padded waveform before their "
+                f"MFCC) needs audio_feature mfcc, got {self.audio_feature!r}"
+            )
 
 
 class ClipWindowDataset(StreamingDataset):
@@ -260,6 +317,7 @@ class ClipWindowDataset(StreamingDataset):
                 f"split {split!r} of {prepared.root} has no clips "
                 f"(splits: {prepared.meta.get('splits')}); choose another split"
             )
+        check_audio_feature(prepared, config)
         super().__init__(
             input_dir=input_dir,
             cache_dir=cache_dir,
@@ -317,7 +375,12 @@ class ClipWindowDataset(StreamingDataset):
         if t > t_clip:
             raise ValueError(f"clip {clip_id} has {t_clip} frames, fewer than num_frames={t}")
         rng = self._rng(clip_index)
-        start = int(rng.integers(0, t_clip - t + 1)) if self.train else (t_clip - t) // 2
+        if cfg.identity == "first-frame":  # the window begins with the identity frame
+            start = 0
+        elif self.train:
+            start = int(rng.integers(0, t_clip - t + 1))
+        else:
+            start = (t_clip - t) // 2
         window = list(range(start, start + t))
 
         identity_raw, identity_frame = self._identity(raw, rng, start, t, t_clip)
@@ -328,7 +391,7 @@ class ClipWindowDataset(StreamingDataset):
             frames = decode_frames(raw["frames"], window)
             identity = decode_frames(identity_raw["frames"], [identity_frame])[0]
 
-        feats = select_features(raw, cfg.audio_feature, cfg.drop_c0)
+        feats = select_features(raw, cfg.audio_feature, cfg.drop_c0, cfg.audio_pad)
         audio = audio_windows(feats, np.asarray(window), cfg.audio_window, cfg.audio_pad)
         wave = np.asarray(raw["waveform"])[
             start * SAMPLES_PER_FRAME : (start + t) * SAMPLES_PER_FRAME
@@ -361,7 +424,7 @@ class ClipWindowDataset(StreamingDataset):
     ) -> tuple[dict[str, Any] | None, int]:
         """``(other clip's record or None for this clip, frame index)`` of the identity frame."""
         mode = self.config.identity
-        if mode == "first":
+        if mode in ("first", "first-frame"):
             return None, 0
         outside = t_clip - t
         if mode == "other-clip" or outside == 0:
@@ -390,6 +453,7 @@ def clip_items(
     windows of the test clips, probes on frozen codes), where the window datasets give one
     window per clip.
     """
+    check_audio_feature(prepared, config)
     input_dir = prepared.shard_dir(split)
     if input_dir is None:
         return
@@ -397,7 +461,7 @@ def clip_items(
     for i in range(len(ds)):
         raw = ds[i]
         t = int(raw["num_frames"])
-        feats = select_features(raw, config.audio_feature, config.drop_c0)
+        feats = select_features(raw, config.audio_feature, config.drop_c0, config.audio_pad)
         aligned = np.asarray(raw["words"]).reshape(-1, 3)
         yield {
             "clip_id": str(raw["clip_id"]),
@@ -419,7 +483,11 @@ class TestPairDataset(torch.utils.data.Dataset):
 
     Item: ``identity`` (3, H, W) uint8 = frame 0 of the identity clip; for the whole audio clip
     (T frames): ``frames`` (T, 3, H, W) uint8 real frames, ``audio`` (T, W, F), ``waveform``
-    (T*640,), ``landmarks`` (T, 68, 2), ``landmarks_valid`` (T,); ``speaker`` and ``word`` of the
+    (T*640,), ``landmarks`` (T, 68, 2), ``landmarks_valid`` (T,), ``silence`` (T,) bool (the
+    frames in a pause of at least 300 ms by the audio clip's word alignment,
+    :func:`talking_faces.data.silence.silence_mask`) and ``silence_known`` (whether the layout
+    has word alignments: GRID and the synthetic corpus; else ``silence`` is all False);
+    ``speaker`` and ``word`` of the
     audio clip (word: the clip's word, -1 for GRID), ``start`` 0, ``clip_id`` = the audio clip,
     ``identity_clip_id``, ``kind`` (``same-clip`` | ``cross-clip``). Use ``batch_size=1`` unless
     all clips have the same length. ``sha256`` is the pair list's hash from ``pairs.json``.
@@ -430,6 +498,7 @@ class TestPairDataset(torch.utils.data.Dataset):
     def __init__(
         self, prepared: PreparedDataset, config: WindowConfig, cache_dir: str | None = None
     ) -> None:
+        check_audio_feature(prepared, config)
         self.split = prepared.pairs.get("split", "test")
         self.pairs: list[dict[str, str]] = list(prepared.pairs["pairs"])
         self.sha256: str = prepared.pairs["sha256"]
@@ -438,6 +507,8 @@ class TestPairDataset(torch.utils.data.Dataset):
         self._input_dir = prepared.shard_dir(self.split)
         self._cache_dir = cache_dir
         self._ds: StreamingDataset | None = None
+        #: only GRID's layout (and the synthetic corpus, written as GRID) has word alignments
+        self.silence_known = prepared.meta.get("layout") == "grid"
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -447,12 +518,19 @@ class TestPairDataset(torch.utils.data.Dataset):
             self._ds = StreamingDataset(self._input_dir, cache_dir=self._cache_dir, batch_decode=0)
         return self._ds[self._index[clip_id]]
 
+    def _silence(self, raw: dict[str, Any], t: int) -> np.ndarray:
+        if not self.silence_known:
+            return np.zeros(t, dtype=bool)
+        return silence_mask(np.asarray(raw["words"]).reshape(-1, 3)[:, :2].astype(np.int64), t)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         pair = self.pairs[i]
         raw = self._raw(pair["audio"])
         ident = raw if pair["identity"] == pair["audio"] else self._raw(pair["identity"])
         t = int(raw["num_frames"])
-        feats = select_features(raw, self.config.audio_feature, self.config.drop_c0)
+        feats = select_features(
+            raw, self.config.audio_feature, self.config.drop_c0, self.config.audio_pad
+        )
         audio = audio_windows(feats, np.arange(t), self.config.audio_window, self.config.audio_pad)
         return {
             "frames": decode_frames(raw["frames"], list(range(t))),
@@ -461,6 +539,8 @@ class TestPairDataset(torch.utils.data.Dataset):
             "waveform": torch.from_numpy(np.array(raw["waveform"], np.float32)),
             "landmarks": torch.from_numpy(np.array(raw["landmarks"], np.float32)),
             "landmarks_valid": torch.from_numpy(np.array(raw["landmarks_valid"], bool)),
+            "silence": torch.from_numpy(self._silence(raw, t)),
+            "silence_known": self.silence_known,
             "speaker": int(raw["speaker"]),
             "word": int(raw["word"]),
             "clip_id": pair["audio"],

@@ -26,6 +26,10 @@ One shard sample (a dict; LitData needs the same keys and leaf types in every sa
     waveform         float32 (T*640,)   16 kHz mono in [-1, 1]
     mfcc             float32 (4T, 13)   100 Hz, c0 = log energy
     logmel           float32 (4T, n_mels)
+    mfcc_davs        float32 (4T, 13)   100 Hz, the davs authors' MATLAB MFCC (c0 = DCT term 0);
+                                        only in datasets prepared since it was added
+    mfcc_wavepad     float32 (4T+24, 13) ``mfcc`` of the waveform with WAVEPAD_SAMPLES zeros on
+                                        each side (the ldm authors'); same datasets only
     landmarks        float32 (T, 68, 2) crop pixels
     landmarks_valid  bool    (T,)
     words            int32   (n, 3)     spoken words (start frame, end frame exclusive,
@@ -55,6 +59,12 @@ from PIL import Image
 #: version of the prepared-dataset layout described above
 FORMAT_VERSION = 1
 SHARD_FORMAT = "litdata"
+#: zeros the ldm authors put on each side of the waveform before their MFCC (``mfcc_wavepad``):
+#: ry85/Stochastic-Talking-Face-Generation-Using-Latent-Distribution-Matching, data_loader.py
+WAVEPAD_SAMPLES = 1965
+#: whole 100 Hz rows in WAVEPAD_SAMPLES: row ``r + WAVEPAD_ROWS`` of ``mfcc_wavepad`` starts
+#: ``WAVEPAD_SAMPLES - 160 * WAVEPAD_ROWS`` (45) samples before row ``r`` of ``mfcc``
+WAVEPAD_ROWS = WAVEPAD_SAMPLES // 160
 #: alignment tokens that are not words
 SILENCE_TOKENS: frozenset[str] = frozenset({"sil", "sp", "SIL", "SP"})
 

@@ -26,9 +26,10 @@ The speech is any file PyAV reads (wav, flac, mp3, m4a, the audio of an mp4, ...
 mono and resampled to 16 kHz as ``prepare`` does
 (:func:`talking_faces.data.prepare.video.read_audio_file` and ``to_mono_16k``), cut
 into ``T = round(seconds * 25)`` frames, and featurised by
-:func:`talking_faces.data.prepare.audio.features_for_frames` with the parameters recorded in the
+:func:`talking_faces.data.prepare.audio.prepared_features` with the parameters recorded in the
 checkpoint's ``dataset_meta`` (the training dataset's ``meta.json``; a checkpoint whose dataset
-used other parameters than this version computes is refused). Per-frame windows are those of
+used other parameters than this version computes is refused; features added after its dataset
+was prepared are not compared). Per-frame windows are those of
 the training data (:func:`talking_faces.data.dataset.audio_windows` with the run config's
 ``data.audio_feature / audio_window / audio_pad / drop_c0``).
 
@@ -310,9 +311,10 @@ def check_audio_params(meta: dict[str, Any], ckpt: str) -> int:
     recorded = meta.get("audio") or {}
     n_mels = int((recorded.get("logmel") or {}).get("n_mels", LOGMEL_PARAMS["n_mels"]))
     expected = json.loads(json.dumps(audio_feature_params(n_mels)))
-    if recorded and recorded != expected:
-        keys = set(recorded) | set(expected)
-        differ = sorted(k for k in keys if recorded.get(k) != expected.get(k))
+    # a feature this version computes but the dataset lacked (added since) is no difference:
+    # the model was trained without it
+    differ = sorted(k for k in recorded if recorded[k] != expected.get(k))
+    if differ:
         raise UserError(
             f"{ckpt} was trained on audio features made with other parameters "
             f"({', '.join(differ)}) than this version of talking_faces computes; generate with "
@@ -322,19 +324,21 @@ def check_audio_params(meta: dict[str, Any], ckpt: str) -> int:
 
 
 def speech_features(
-    wave: np.ndarray, n_mels: int, audio_feature: str, drop_c0: bool
+    wave: np.ndarray, n_mels: int, audio_feature: str, drop_c0: bool, audio_pad: str = "edge"
 ) -> tuple[np.ndarray, int]:
     """``(features N,F at 100 Hz, T frames)``: ``prepare``'s features of ``T = round(S / 640)``
-    frames (the waveform cut or zero-padded to ``640 T`` samples first, as ``prepare`` does)."""
+    frames (the waveform cut or zero-padded to ``640 T`` samples first, as ``prepare`` does), the
+    rows the dataset would give :func:`~talking_faces.data.dataset.audio_windows` for this
+    ``audio_feature`` / ``audio_pad`` (``mfcc_wavepad`` under ``zero_waveform``)."""
     from talking_faces.data.dataset import select_features
-    from talking_faces.data.prepare.audio import features_for_frames
+    from talking_faces.data.prepare.audio import prepared_features
 
     num_frames = max(1, int(np.floor(len(wave) / SAMPLES_PER_FRAME + 0.5)))
     need = num_frames * SAMPLES_PER_FRAME
     fitted = np.zeros(need, np.float32)
     fitted[: min(need, len(wave))] = wave[:need]
-    mfcc, logmel = features_for_frames(fitted, num_frames, n_mels)
-    return select_features({"mfcc": mfcc, "logmel": logmel}, audio_feature, drop_c0), num_frames
+    feats = prepared_features(fitted, num_frames, n_mels)
+    return select_features(feats, audio_feature, drop_c0, audio_pad), num_frames
 
 
 # ---------------------------------------------------------------------------------- the model
@@ -415,7 +419,9 @@ def generate(req: GenerateRequest, model: Any | None = None) -> list[Path]:
 
     face = face_crop(req, size, meta)
     wave = read_speech(req.audio)
-    features, num_frames = speech_features(wave, n_mels, window.audio_feature, window.drop_c0)
+    features, num_frames = speech_features(
+        wave, n_mels, window.audio_feature, window.drop_c0, window.audio_pad
+    )
 
     identity = torch.from_numpy(face).permute(2, 0, 1).float().div(255.0)[None].to(req.device)
     generator = torch.Generator(device=req.device).manual_seed(req.seed)

@@ -30,8 +30,10 @@ class ClipConfig:
 
     Attributes:
         size: crop size in pixels (``--size``).
-        landmarks: landmark backend, ``"sidecar"`` or ``"fan"`` (``--landmarks``).
+        landmarks: landmark backend, ``"sidecar"``, ``"fan"`` or ``"dlib"`` (``--landmarks``).
         device: torch device of the FAN backend (``--device``).
+        face_detector: the dlib backend's face detector, ``"cnn"`` or ``"hog"``
+            (``--face-detector``; None: the backend's default, ``cnn``).
         jpeg_quality: JPEG quality of the stored frames (used by the writer).
         max_gap_frames: longest run of frames without a face that is interpolated; longer runs
             skip the clip (``face-gap``).
@@ -48,6 +50,7 @@ class ClipConfig:
     landmarks: str = "sidecar"
     device: str = "cpu"
     jpeg_quality: int = 90
+    face_detector: str | None = None
     max_gap_frames: int = 5
     smoothing: float = 1.0
     align_smoothing: float = 2.0
@@ -67,14 +70,14 @@ class ClipConfig:
             raise ValueError(f"crop size {self.size} is too small (at least 16 px)")
 
 
-_BACKENDS: dict[tuple[str, str], landmarks.LandmarkBackend] = {}
+_BACKENDS: dict[tuple[str, str, str | None], landmarks.LandmarkBackend] = {}
 
 
 def _default_backend(cfg: ClipConfig) -> landmarks.LandmarkBackend:
-    """One backend per (name, device) and process: FAN loads its networks once."""
-    key = (cfg.landmarks, cfg.device)
+    """One backend per (name, device, detector) and process: FAN loads its networks once."""
+    key = (cfg.landmarks, cfg.device, cfg.face_detector)
     if key not in _BACKENDS:
-        _BACKENDS[key] = landmarks.create_backend(cfg.landmarks, cfg.device)
+        _BACKENDS[key] = landmarks.create_backend(cfg.landmarks, cfg.device, cfg.face_detector)
     return _BACKENDS[key]
 
 
@@ -121,7 +124,7 @@ def process_clip(
         )
     lm = landmarks.smooth(lm, usable, cfg.smoothing)
     crops, lm_crop = align.align_clip(decoded.frames, lm, usable, cfg.size, cfg.align_smoothing)
-    mfcc, logmel = audio.features_for_frames(decoded.waveform, num, cfg.n_mels)
+    feats = audio.prepared_features(decoded.waveform, num, cfg.n_mels)
     return ProcessedClip(
         clip_id=raw.clip_id,
         speaker=raw.speaker,
@@ -129,12 +132,14 @@ def process_clip(
         split_hint=raw.split_hint,
         frames=crops,
         waveform=decoded.waveform,
-        mfcc=mfcc,
-        logmel=logmel,
+        mfcc=feats["mfcc"],
+        logmel=feats["logmel"],
         landmarks=lm_crop,
         landmarks_valid=found,
         source_sha256=readers.source_sha256(raw),
         words=words,
+        mfcc_davs=feats["mfcc_davs"],
+        mfcc_wavepad=feats["mfcc_wavepad"],
     )
 
 

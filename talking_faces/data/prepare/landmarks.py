@@ -377,8 +377,9 @@ class DlibLandmarks(LandmarkBackend):
         rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
         return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
 
-    def frame(self, frame: np.ndarray) -> np.ndarray | None:
-        """The 68 points (68, 2) float32 of the largest face in one RGB frame, or None."""
+    def shape(self, frame: np.ndarray) -> Any | None:
+        """dlib's ``full_object_detection`` (68 parts) of the largest face in one frame (RGB, or
+        grey ``H,W``), or None: what dlib's face embedding takes with the image."""
         import dlib
 
         boxes = self.boxes(frame)
@@ -387,7 +388,13 @@ class DlibLandmarks(LandmarkBackend):
         left, top, right, bottom = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
         image = np.ascontiguousarray(frame, dtype=np.uint8)
         shape = self._predictor(image, dlib.rectangle(left, top, right, bottom))
-        if shape.num_parts != NUM_LANDMARKS:
+        return shape if shape.num_parts == NUM_LANDMARKS else None
+
+    def frame(self, frame: np.ndarray) -> np.ndarray | None:
+        """The 68 points (68, 2) float32 of the largest face in one frame (RGB, or grey ``H,W``),
+        or None."""
+        shape = self.shape(frame)
+        if shape is None:
             return None
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
         return pts if np.isfinite(pts).all() else None
@@ -406,14 +413,25 @@ class DlibLandmarks(LandmarkBackend):
         return landmarks, valid
 
 
-def create_backend(name: str, device: str = "cpu", **kwargs: Any) -> LandmarkBackend:
-    """The landmark backend ``prepare --landmarks NAME`` uses (``fan``, ``dlib`` or ``sidecar``)."""
+def create_backend(
+    name: str, device: str = "cpu", detector: str | None = None, **kwargs: Any
+) -> LandmarkBackend:
+    """The landmark backend ``prepare --landmarks NAME`` uses (``fan``, ``dlib`` or ``sidecar``);
+    ``detector`` is the dlib backend's face detector (``cnn``, ``hog``; None: ``cnn``).
+
+    Raises:
+        UserError: an unknown backend, or a face detector for a backend other than dlib.
+    """
+    if detector is not None and name != "dlib":
+        raise UserError(
+            f"--face-detector {detector} applies to --landmarks dlib only (got --landmarks {name})"
+        )
+    if name == "dlib":
+        return DlibLandmarks(device=device, detector=detector or "cnn", **kwargs)
     if name == "sidecar":
         return SidecarLandmarks()
     if name == "fan":
         return FANLandmarks(device=device, **kwargs)
-    if name == "dlib":
-        return DlibLandmarks(device=device, **kwargs)
     raise UserError(f"unknown landmark backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -68,6 +68,8 @@ class PrepareOptions:
     layout: str
     landmarks: str = "sidecar"
     device: str = "cpu"
+    #: the dlib backend's face detector (cnn, hog; None: cnn)
+    face_detector: str | None = None
     size: int = 128
     workers: int = 1
     protocol: str | None = None
@@ -148,7 +150,7 @@ def _init_worker(cfg: Any, work_dir: str, detector: Any = None) -> None:
         import torch
 
         torch.set_num_threads(1)
-        detector = create_backend(cfg.landmarks, cfg.device)
+        detector = create_backend(cfg.landmarks, cfg.device, cfg.face_detector)
     _WORKER["cfg"] = cfg
     _WORKER["work"] = W.WorkDir(Path(work_dir))
     _WORKER["detector"] = detector
@@ -206,6 +208,8 @@ def _config(opts: PrepareOptions, protocol: str, clip_cfg: Any, backend: Any) ->
         "landmarks": {
             "backend": backend.name,
             "weights_sha256": getattr(backend, "weights_sha256", None),
+            # only dlib has a choice of detector (absent otherwise: older records stay equal)
+            **({"detector": backend.detector} if backend.name == "dlib" else {}),
         },
         "features": feature_params(clip_cfg),
     }
@@ -324,9 +328,11 @@ def _plan(opts: PrepareOptions) -> _Plan:
         size=opts.size,
         landmarks=opts.landmarks,
         device=opts.device,
+        face_detector=opts.face_detector,
         jpeg_quality=opts.jpeg_quality,
     )
-    backend = create_backend(opts.landmarks, opts.device)  # MissingWeightsError before any work
+    # MissingWeightsError before any work
+    backend = create_backend(opts.landmarks, opts.device, opts.face_detector)
     config = _config(opts, protocol, clip_cfg, backend)
 
     clips, pre_skipped = read_layout(source, opts.layout)
@@ -650,6 +656,7 @@ def _manifest_rows(
                 "split": split,
                 "word": info.get("word"),
                 "frames": int(info["num_frames"]),
+                "frames_with_face": info.get("frames_with_face"),
                 "status": "ok",
                 "reason": None,
                 "detail": None,

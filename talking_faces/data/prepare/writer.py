@@ -32,6 +32,8 @@ from talking_faces.utils.io import atomic_path, sha256_json
 #: LitData chunk size; several chunks per split let DataLoader workers and DDP ranks stream
 #: different files
 CHUNK_BYTES = "64MB"
+#: stored audio features that a work file may lack (made by hand, or before they were added)
+OPTIONAL_FEATURES: tuple[str, ...] = ("mfcc_davs", "mfcc_wavepad")
 
 
 # ---------------------------------------------------------------------------- work folder
@@ -51,7 +53,14 @@ def save_clip_file(path: Path, clip: ProcessedClip, jpeg_quality: int) -> None:
         "word": clip.word,
         "split_hint": clip.split_hint,
         "num_frames": clip.num_frames,
+        # frames whose landmarks the backend found (the rest were interpolated, fill_gaps)
+        "frames_with_face": int(np.count_nonzero(clip.landmarks_valid)),
         "source_sha256": clip.source_sha256,
+    }
+    optional: dict[str, Any] = {
+        key: np.ascontiguousarray(getattr(clip, key), dtype=np.float32)
+        for key in OPTIONAL_FEATURES
+        if getattr(clip, key) is not None
     }
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(
@@ -65,6 +74,7 @@ def save_clip_file(path: Path, clip: ProcessedClip, jpeg_quality: int) -> None:
             landmarks_valid=np.ascontiguousarray(clip.landmarks_valid, dtype=bool),
             word_frames=np.array([(s, e) for s, e, _ in words], dtype=np.int32).reshape(-1, 2),
             word_text=np.array([w for _, _, w in words], dtype=str),
+            **optional,
         )
 
 
@@ -180,6 +190,9 @@ def shard_sample(
         "landmarks": clip["landmarks"],
         "landmarks_valid": clip["landmarks_valid"],
         "words": words,
+        # features newer than the first prepared datasets: in every sample of a dataset
+        # prepared since they were added (LitData needs one set of keys per dataset)
+        **{k: clip[k] for k in OPTIONAL_FEATURES if k in clip},
     }
 
 
