@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import run_helpers
 import torch
+import yaml
 from run_helpers import (
     CLI,
     EXP,
@@ -196,8 +197,11 @@ def test_attention_starts_from_the_lip_box_and_is_shown() -> None:
 
 def test_scheduled_sampling_feeds_generated_frames() -> None:
     # eval mode: batch norm with running statistics, so one frame at a time (sampling) and all
-    # frames at once (teacher forcing) compute the same function
-    model = tiny_amie(scheduled_sampling=1.0, scheduled_sampling_steps=0).eval()
+    # frames at once (teacher forcing) compute the same function; DA in generation too, as in
+    # training, so that generation is the sampled run
+    model = tiny_amie(
+        scheduled_sampling=1.0, scheduled_sampling_steps=0, attention_at_inference=True
+    ).eval()
     b = batch()
     with torch.no_grad():
         a = model.forward_train(b, generator=torch.Generator().manual_seed(0))["fake"]
@@ -210,6 +214,73 @@ def test_scheduled_sampling_feeds_generated_frames() -> None:
     assert not torch.allclose(a[:, 1:], teacher["fake"][:, 1:])
     with torch.no_grad():
         torch.testing.assert_close(a, model.generate(b["identity"], b["audio"])[:, 0])
+
+
+def test_attention_runs_in_training_only_unless_switched_on() -> None:
+    """The paper describes DA for training: by default generate() uses the identity skip alone,
+    exactly the function of a model without DA; attention_at_inference puts the blend back."""
+    assert tiny_amie().config.attention_at_inference is False
+    assert load_config([str(EXP / "model/amie.yaml")]).model.attention_at_inference is False
+    model = tiny_amie().eval()
+    plain = tiny_amie(da=False).eval()
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert missing == [] and unexpected and all(k.startswith("attention.") for k in unexpected)
+    b = batch()
+    with torch.no_grad():
+        off = model.generate(b["identity"], b["audio"])
+        without_da = plain.generate(b["identity"], b["audio"])
+        model.config.attention_at_inference = True
+        on = model.generate(b["identity"], b["audio"])
+        model.config.attention_at_inference = False
+        frames, masks = model.generate_with_attention(b["identity"], b["audio"])
+        trained = model.forward_train(b)["fake"]  # scheduled sampling at step 0: teacher forcing
+        teacher, _ = model._teacher_forced(
+            b["identity"], b["frames"], model.audio_codes(b["audio"])
+        )
+    assert torch.equal(off, without_da)
+    assert not torch.allclose(on, off)
+    # the debug path shows the masks DA refines along the frames generate() gives
+    assert torch.equal(frames, off[:, 0]) and masks is not None and masks.shape == (3, 4, 1, 8, 8)
+    torch.testing.assert_close(trained, teacher)  # training blends whatever the switch says
+    with torch.no_grad():
+        plain_teacher, _ = plain._teacher_forced(
+            b["identity"], b["frames"], plain.audio_codes(b["audio"])
+        )
+    assert not torch.allclose(teacher, plain_teacher)
+
+
+def test_attention_at_inference_is_a_test_time_option() -> None:
+    from talking_faces.evaluation.request import apply_generation_options
+
+    model = tiny_amie()
+    assert apply_generation_options(model, {"attention_at_inference": True}) == {
+        "attention_at_inference": True
+    }
+    assert model.config.attention_at_inference is True
+    with pytest.raises(UserError, match="not a test-time option"):
+        apply_generation_options(model, {"w_l1": 0.0})
+
+
+def test_results_mark_the_l1_term_as_ours() -> None:
+    losses = tiny_amie().loss_provenance()
+    assert losses["l1"] == {"weight": 100.0, "source": "ours"}
+    assert {k: v["source"] for k, v in losses.items()} == {
+        "l1": "ours",
+        "gan": "paper",
+        "perceptual": "paper",
+        "mi": "paper",
+    }
+    paper_only = tiny_amie(w_l1=0.0, perceptual="none").loss_provenance()
+    assert set(paper_only) == {"gan", "mi"}
+    g, _, _ = _step_terms(tiny_amie(w_l1=0.0), batch())
+    # without the L1 weight the generator loss is the GAN, perceptual-free here, and MI terms
+    expected = 0.1 * g["gan"] - g["mi_generated"]
+    torch.testing.assert_close(g["loss"].detach(), expected)
+    header = (EXP / "model/amie.yaml").read_text()
+    assert "OUR ADDITION" in header and "no_l1" in header
+    sweep = yaml.safe_load((EXP / "sweeps/amie_ablation.yaml").read_text())
+    variants = sweep["parameters"]["talking_faces"]["value"]["variants"]["row"]
+    assert variants["no_l1"] == {**variants["full"], "model.w_l1": 0.0}
 
 
 # ------------------------------------------------------------------------- through fit

@@ -124,14 +124,15 @@ def test_named_variants_expand_to_their_overrides(tmp_path: Path) -> None:
     spec = load_sweep(ROOT / "experiments/sweeps/amie_ablation.yaml")
     assert spec.swept == ["row"] and wandb_violations(spec.config) == []
     trials = plan_trials(spec)
-    assert len(trials) == 7 * 3
+    assert len(trials) == 8 * 3  # the paper's seven rows and no_l1
     by_row = {t.swept["row"]: t for t in trials if t.seed == 0}
     assert by_row["baseline"].overrides["model.mi_weight"] == 0.0
     assert by_row["baseline"].overrides["model.da"] is False
     assert "row" not in by_row["full"].overrides
     assert by_row["full"].overrides["model.asymmetric"] is True
     assert by_row["full"].name == "row-full_seed0"
-    assert len({t.config_id for t in trials}) == 7
+    assert by_row["no_l1"].overrides["model.w_l1"] == 0.0
+    assert len({t.config_id for t in trials}) == 8
     config = yaml.safe_load((ROOT / "experiments/sweeps/amie_ablation.yaml").read_text())
     config["parameters"]["row"]["values"].append("nope")
     bad = tmp_path / "bad.yaml"

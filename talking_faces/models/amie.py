@@ -16,8 +16,13 @@ each choice made here. In short:
 - dynamic attention (``da``, :class:`~talking_faces.nn.attention.DynamicAttention`): the skip map is
   the identity's, blended with the previous frame's inside a lip mask (a coarse lip box on the
   first frame with rate ``da_init_rate``; refined for each following frame from the previous mask
-  and the previous frame, rate ``da_rate``). ``da: false`` keeps the identity skip alone.
-- losses: L1 to the real frame (``w_l1``), a perceptual loss (``w_perceptual``; feature network
+  and the previous frame, rate ``da_rate``). ``da: false`` keeps the identity skip alone. The
+  paper describes DA for training: in ``generate`` the skip is the identity's alone unless
+  ``attention_at_inference`` (off by default; a test-time option of ``evaluate``); training,
+  scheduled sampling included, always blends.
+- losses: L1 to the real frame (``w_l1``; OUR ADDITION, not among the paper's named losses, and
+  at weight 100 the dominant term; ``method_metrics`` marks each loss as the paper's or ours), a
+  perceptual loss (``w_perceptual``; feature network
   ``perceptual``: ``vgg19`` from the torch hub cache, ``landmarks`` = the dataset's landmark
   expert, or ``none``), the conditional GAN loss of an audio-conditioned frame discriminator
   (:class:`~talking_faces.nn.discriminators.AudioFrameDiscriminator`, ``gan_loss``, ``w_gan``),
@@ -102,13 +107,16 @@ class AMIEConfig(ModelConfig):
     da_width: int = 16
     #: the first frame's coarse lip box (fractions of the aligned frame)
     da_box: list[float] = field(default_factory=lambda: list(MOUTH_BOX))
+    #: DA in generate() too (the paper describes DA in training only: off)
+    attention_at_inference: bool = False
     # ---- discriminator and losses
     disc_ndf: int = 64
     disc_audio_hidden: int = 256
     #: "bce", "lsgan" or "hinge"
     gan_loss: GanKind = GanKind.hinge
     #: L1 against GAN as pix2pix weighs them (100 : 1), the GAN lowered further to 0.1 (see
-    #: experiments/model/amie_tiny.yaml for what each setting measured)
+    #: experiments/model/amie_tiny.yaml for what each setting measured). The L1 term is our
+    #: addition: the paper names a cGAN, a perceptual and the MI loss only
     w_l1: float = 100.0
     w_gan: float = 0.1
     #: feature network of the perceptual loss: "vgg19", "landmarks" or "none"
@@ -143,6 +151,7 @@ class AMIE(TalkingFaceModule):
 
     Config = AMIEConfig
     stochastic = False
+    generation_options = ("attention_at_inference",)
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -301,20 +310,25 @@ class AMIE(TalkingFaceModule):
         real: Tensor | None = None,
         p_generated: float = 1.0,
         generator: torch.Generator | None = None,
+        blend: bool = True,
+        track: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
         """Frames one at a time, each from the previous one: the generated frame (autoregressive),
-        or in training the real one with probability ``1 - p_generated`` per clip."""
+        or in training the real one with probability ``1 - p_generated`` per clip. With DA, the
+        masks are computed when ``blend`` (the skip is blended with them) or ``track`` (returned
+        only)."""
         b, t = a_codes.shape[:2]
         id_code, id_maps = self.identity_encoder(identity)
         id_skip = id_maps[1]
         prev = identity
-        attention = self.attention
+        attention = self.attention if (blend or track) else None
         mask = attention.first(b) if attention is not None else None
         out, masks = [], []
         for step in range(t):
             if step > 0 and attention is not None and mask is not None:  # mask: None without DA
                 mask = attention.refine(mask, prev)
-            frame = self._frame(id_code, id_skip, prev, a_codes[:, step], mask, step == 0)
+            applied = mask if blend else None
+            frame = self._frame(id_code, id_skip, prev, a_codes[:, step], applied, step == 0)
             out.append(frame)
             if mask is not None:
                 masks.append(mask)
@@ -343,17 +357,21 @@ class AMIE(TalkingFaceModule):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Autoregressive frames: ``identity`` ``B,3,H,W``, ``audio`` ``B,T,W,F`` ->
-        ``B,1,T,3,H,W`` in [0,1] (deterministic)."""
+        ``B,1,T,3,H,W`` in [0,1] (deterministic). DA blends the skip only with
+        ``attention_at_inference``."""
         self.check_num_samples(num_samples)
-        frames, _ = self._sequential(identity, self.audio_codes(audio))
+        blend = self.config.attention_at_inference
+        frames, _ = self._sequential(identity, self.audio_codes(audio), blend=blend, track=False)
         return frames[:, None]
 
     def generate_with_attention(
         self, identity: Tensor, audio: Tensor
     ) -> tuple[Tensor, Tensor | None]:
-        """The debug path: frames ``B,T,3,H,W`` and the DA masks ``B,T,1,h,w`` (None without
-        DA) of autoregressive generation."""
-        return self._sequential(identity, self.audio_codes(audio))
+        """The debug path: the frames ``B,T,3,H,W`` of :meth:`generate` and the DA masks
+        ``B,T,1,h,w`` refined along them (None without DA); the masks weigh the skip only with
+        ``attention_at_inference``, otherwise they show what DA would weigh."""
+        blend = self.config.attention_at_inference
+        return self._sequential(identity, self.audio_codes(audio), blend=blend, track=True)
 
     def debug_panels(
         self, identity: Tensor, audio: Tensor, generator: torch.Generator | None = None
@@ -510,16 +528,31 @@ class AMIE(TalkingFaceModule):
         }
 
     # ------------------------------------------------------------------------- evaluation
+    def loss_provenance(self) -> dict[str, dict[str, Any]]:
+        """Each generator loss term that is on: its weight and its source, ``paper`` (the
+        paper's cGAN, perceptual and MI losses) or ``ours`` (the L1 term)."""
+        c = self.config
+        terms = {
+            "l1": (c.w_l1, "ours"),
+            "gan": (c.w_gan, "paper"),
+            "perceptual": (c.w_perceptual if c.perceptual != "none" else 0.0, "paper"),
+            "mi": (c.mi_weight, "paper"),
+        }
+        return {k: {"weight": float(w), "source": src} for k, (w, src) in terms.items() if w > 0}
+
     @torch.no_grad()
     def method_metrics(self, data: MethodEvalData) -> dict[str, Any]:
         """The estimator's MI estimates on the split's real, shuffled and generated pairs (mean
-        over windows of ``mi_eval_frames`` frames), and which perceptual network trained it."""
+        over windows of ``mi_eval_frames`` frames), which perceptual network trained it, whether
+        DA ran in generation, and the loss terms with their weights and sources."""
         c = self.config
         out: dict[str, Any] = {
             "perceptual": c.perceptual if c.w_perceptual > 0 else "none",
             "mi_bound": c.mi_bound if self.estimator is not None else None,
             "asymmetric": c.asymmetric,
             "da": c.da,
+            "attention_at_inference": c.attention_at_inference,
+            "losses": self.loss_provenance(),
         }
         if self.estimator is None:
             return out

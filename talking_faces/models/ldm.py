@@ -20,10 +20,16 @@ log-variance; we do not). Generation: ``z_t ~ p(.|a_t)`` and the generated frame
 
 Where our batch contract differs from the paper's loader, the choice made here:
 
-- The reference frame ``x_ref`` is the batch's ``identity`` image (the paper uses the first frame
-  of the clip). Its skips go to the decoder and ``E(identity)`` stands in for ``h_{-1}``, so all T
-  target frames are predicted in training (t = 0..T-1) and ``generate`` returns T frames for T
-  audio windows, frame 0 included. The paper predicts frames 1..T-1 given the real frame 0.
+- The reference frame ``x_ref`` is the batch's ``identity`` image; its skips go to the decoder
+  and ``E(identity)`` is the first ``h_{t-1}``. ``first_frame_given`` (the paper preset's setting)
+  is the authors' loop (their ``train.py``: ``train`` and ``plot0``): frame 0 of the window is the
+  reference, which needs ``data.identity: first-frame`` (the identity is the window's own frame 0,
+  in training, in validation and, for same-clip test pairs, in evaluation, whose identity is frame 0
+  of the identity clip); the loss is over frames 1..T-1 with audio windows 1..T-1, and
+  ``generate`` returns the identity image as frame 0 and predicts frames 1..T-1 from audio windows
+  1..T-1 (window 0 is not read). ``first_frame_given: false`` (the tiny preset, with windows
+  anywhere in the clip and ``identity: random``) predicts all T frames, ``E(identity)`` standing in
+  for ``h_{-1}``: ``generate`` returns T predicted frames for T audio windows.
 - MSE is the mean over pixels of each frame and batch, summed over frames; the KL is summed over
   latent dimensions, averaged over the batch and summed over frames (as in the authors' code).
 
@@ -60,6 +66,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from talking_faces.config.choices import OptimizerName
+from talking_faces.errors import UserError
 from talking_faces.models.base import ModelConfig, TalkingFaceModule, data_field
 from talking_faces.nn.audio import AudioEncoder
 from talking_faces.nn.recurrent import LSTM, GaussianLSTM, gaussian_kl, reparameterize
@@ -71,7 +78,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class LDMConfig(ModelConfig):
-    """ldm hyper-parameters; defaults are the published run (128 px, z 24, beta 1e-6)."""
+    """ldm hyper-parameters; defaults are the published run (128 px, z 24, beta 1e-6), except
+    ``first_frame_given`` (see its comment)."""
 
     name: str = "ldm"
     optimizer: OptimizerName = OptimizerName.rmsprop
@@ -104,6 +112,12 @@ class LDMConfig(ModelConfig):
     audio_batch_norm: bool = False
     #: weight of KL(q || p) in the loss
     beta: float = 1e-6
+    #: frame 0 of the window is the given reference (needs data.identity: first-frame); the loss
+    #: is over frames 1..T-1 and generate returns the identity as frame 0 (the authors' loop, set
+    #: by the paper preset); false: every frame is predicted from the identity (module docstring).
+    #: Off by default, unlike the other fields, so that checkpoints saved before it existed keep
+    #: the behaviour they were trained with
+    first_frame_given: bool = False
 
 
 class LDM(TalkingFaceModule):
@@ -154,15 +168,44 @@ class LDM(TalkingFaceModule):
         b, t = audio.shape[:2]
         return self.audio_encoder(audio.flatten(0, 1)).view(b, t, -1)
 
+    def check_run_config(self, cfg: Any) -> None:
+        """``first_frame_given`` needs the window's frame 0 as the identity and a frame after it."""
+        if not self.config.first_frame_given:
+            return
+        identity = str(cfg.data.identity)
+        if identity != "first-frame":
+            raise UserError(
+                f"model.first_frame_given is true but data.identity is {identity!r} (the "
+                "reference must be the window's frame 0, as in experiments/model/ldm.yaml): set "
+                "data.identity=first-frame, or model.first_frame_given=false"
+            )
+        frames = cfg.data.num_frames
+        if frames != "clip" and int(frames) < 2:
+            raise UserError(
+                f"model.first_frame_given predicts frames 1..T-1: data.num_frames={frames} "
+                "leaves none; use data.num_frames of 2 or more"
+            )
+
+    def _targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The frames ``B,N,3,H,W`` the loss predicts and their audio windows ``B,N,W,F``:
+        frames 1..T-1 with ``first_frame_given`` (frame 0 is the reference), else all T."""
+        frames, audio = batch["frames"], batch["audio"]
+        if not self.config.first_frame_given:
+            return frames, audio
+        if frames.shape[1] < 2:
+            raise ValueError("first_frame_given needs windows of at least 2 frames")
+        return frames[:, 1:], audio[:, 1:]
+
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Teacher-forced reconstruction with posterior samples.
 
-        Returns ``loss`` (sum over frames of MSE + beta * KL), and per-frame means ``mse`` and
-        ``kl`` for logging.
+        Returns ``loss`` (sum over the predicted frames of MSE + beta * KL), and per-frame means
+        ``mse`` and ``kl`` for logging.
         """
-        frames, identity, audio = batch["frames"], batch["identity"], batch["audio"]
+        frames, audio = self._targets(batch)
+        identity = batch["identity"]
         b, t = frames.shape[:2]
-        # one encoder pass over [identity, x_0 .. x_{T-1}] for all teacher-forced inputs
+        # one encoder pass over [identity, x_0 .. x_{N-1}] for all teacher-forced inputs
         codes, skips = self.encoder(torch.cat([identity[:, None], frames], 1).flatten(0, 1))
         codes = codes.view(b, t + 1, -1)
         ref_skips = [s.view(b, t + 1, *s.shape[1:])[:, 0] for s in skips]
@@ -189,16 +232,30 @@ class LDM(TalkingFaceModule):
 
         ``identity`` ``B,3,H,W`` in [0,1]; ``audio`` ``B,T,W,F``; returns ``B,K,T,3,H,W`` in
         [0,1], K = ``num_samples``. ``generator`` (on the model's device) seeds every ``z_t``.
+        With ``first_frame_given`` frame 0 is ``identity`` itself and frames 1..T-1 are sampled
+        from audio windows 1..T-1 (the authors' sampling loop).
         """
         self.check_num_samples(num_samples)
         b, t = audio.shape[:2]
         k = num_samples
+        given = self.config.first_frame_given
+        steps = audio[:, 1:] if given else audio
+        out = [identity.repeat_interleave(k, 0)] if given else []
+        if steps.shape[1] > 0:
+            out += self._rollout(identity, steps, k, generator)
+        video = torch.stack(out, 1)
+        return video.view(b, k, t, *video.shape[2:])
+
+    def _rollout(
+        self, identity: Tensor, audio: Tensor, k: int, generator: torch.Generator | None
+    ) -> list[Tensor]:
+        """``audio.shape[1]`` frames ``B*K,3,H,W`` after ``identity`` (samples of one input are
+        rows b*K .. b*K+K-1), each generated frame fed back."""
         h, skips = self.encoder(identity)
         # the reference skips are the same for every frame: their share of the decoder's
         # convolutions is computed once per clip (VGGDecoder.skip_terms), not once per frame
         terms = self.decoder.skip_terms(skips)
         mu_p, logvar_p, _ = self.prior(self._audio_codes(audio))
-        # samples of one input are rows b*K .. b*K+K-1
         h = h.repeat_interleave(k, 0)
         terms = [(w, s.repeat_interleave(k, 0)) for w, s in terms]
         z = reparameterize(
@@ -206,14 +263,14 @@ class LDM(TalkingFaceModule):
         )
         state = None
         out = []
-        for step in range(t):
+        n = audio.shape[1]
+        for step in range(n):
             g, state = self.predictor.step(torch.cat([h, z[:, step]], -1), state)
             frame = self.decoder.step(g, terms)
             out.append(frame)
-            if step + 1 < t:
+            if step + 1 < n:
                 h, _ = self.encoder(frame)
-        video = torch.stack(out, 1)
-        return video.view(b, k, t, *video.shape[2:])
+        return out
 
 
 def _repeat(x: Tensor, t: int) -> Tensor:

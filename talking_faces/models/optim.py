@@ -13,8 +13,10 @@ group, e.g. ``model.optim.discriminator.lr=1e-4`` (see
 Schedules (``lr_schedule``), stepped once per training step:
 
 - ``constant``;
-- ``linear``: constant until ``lr_decay_start`` steps, then linear to ``lr_min_ratio * lr`` at the
-  run's last step (the pix2pix / DAVS schedule);
+- ``linear``: constant until ``lr_decay_start`` steps, then linear to ``lr_min_ratio * lr`` over
+  ``lr_decay_span`` steps (0: at the run's last step), then constant (the pix2pix / DAVS
+  schedule: the DAVS authors keep the rate for 100 epochs, then lower it by ``lr / 10000`` per
+  epoch, i.e. ``lr_decay_span`` = 10000 epochs, once per step here instead of once per epoch);
 - ``cosine``: cosine from ``lr`` to ``lr_min_ratio * lr`` over the run.
 
 ``lr_warmup_steps`` ramps linearly from 0 first, for any schedule.
@@ -57,6 +59,8 @@ class OptimConfig:
     lr_schedule: LRSchedule = LRSchedule.constant
     #: linear schedule: steps at the full rate before the decay starts
     lr_decay_start: int = 0
+    #: linear schedule: steps from the full rate to the final one (0: until the run's last step)
+    lr_decay_span: int = 0
     #: final rate as a fraction of lr (linear and cosine)
     lr_min_ratio: float = 0.0
     lr_warmup_steps: int = 0
@@ -135,10 +139,13 @@ def lr_factor(step: int, c: OptimConfig, total_steps: int) -> float:
     >>> c = OptimConfig(lr_schedule="linear", lr_decay_start=50)
     >>> [round(lr_factor(s, c, 100), 2) for s in (0, 50, 75, 100)]
     [1.0, 1.0, 0.5, 0.0]
+    >>> c = OptimConfig(lr_schedule="linear", lr_decay_start=50, lr_decay_span=1000)
+    >>> [round(lr_factor(s, c, 100), 2) for s in (50, 100, 1050, 2000)]
+    [1.0, 0.95, 0.0, 0.0]
     """
     factor = 1.0
-    if c.lr_schedule == "linear" and total_steps > c.lr_decay_start:
-        span = total_steps - c.lr_decay_start
+    span = c.lr_decay_span if c.lr_decay_span > 0 else total_steps - c.lr_decay_start
+    if c.lr_schedule == "linear" and span > 0:
         frac = min(max(step - c.lr_decay_start, 0) / span, 1.0)
         factor = 1.0 - (1.0 - c.lr_min_ratio) * frac
     elif c.lr_schedule == "cosine" and total_steps > 0:

@@ -14,6 +14,8 @@ mask is refined from the previous mask and the previous (generated) frame by a s
 
 with the rate ``r_0 = init_rate`` on the first frame and ``r_t = rate`` after it, both fixed
 (not learned). The paper's exact formula was not recovered; this is our reading of its text.
+The paper describes DA for training: amie blends with it in training and, in generation, only
+with ``attention_at_inference`` (:mod:`talking_faces.models.amie`).
 """
 
 from __future__ import annotations

@@ -111,17 +111,19 @@ class Bottleneck(nn.Module):
 class Hourglass(nn.Module):
     """One hourglass of ``depth`` levels over ``c`` channels (Newell et al. 2016, as in FAN)."""
 
-    def __init__(self, depth: int, c: int) -> None:
+    def __init__(self, depth: int, c: int, align_corners: bool = False) -> None:
         super().__init__()
         self.up = Bottleneck(c, c)
         self.low1 = Bottleneck(c, c)
-        self.inner = Hourglass(depth - 1, c) if depth > 1 else Bottleneck(c, c)
+        self.inner = Hourglass(depth - 1, c, align_corners) if depth > 1 else Bottleneck(c, c)
         self.low3 = Bottleneck(c, c)
+        self.align_corners = align_corners
 
     def forward(self, x: Tensor) -> Tensor:
         up = self.up(x)
         low = self.low3(self.inner(self.low1(F.max_pool2d(x, 2))))
-        return up + F.interpolate(low, size=up.shape[-2:], mode="bilinear", align_corners=False)
+        low = F.interpolate(low, up.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        return up + low
 
 
 class HourglassEncoder(nn.Module):
@@ -132,12 +134,19 @@ class HourglassEncoder(nn.Module):
         code_dim: output size.
         width: multiplier of FAN's 256 channels.
         depth: hourglass depth.
+        align_corners: of the hourglass's bilinear upsampling (the authors' PyTorch 0.2
+            upsampling behaves as True).
 
     Shapes: ``x`` ``N,3,S,S`` in [0,1] -> ``N,code_dim``.
     """
 
     def __init__(
-        self, image_size: int = 256, code_dim: int = 256, width: float = 1.0, depth: int = 4
+        self,
+        image_size: int = 256,
+        code_dim: int = 256,
+        width: float = 1.0,
+        depth: int = 4,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         c = max(16, int(round(256 * width / 4)) * 4)
@@ -148,7 +157,7 @@ class HourglassEncoder(nn.Module):
         self.body = nn.Sequential(
             Bottleneck(c64, c128), nn.MaxPool2d(2), Bottleneck(c128, c128), Bottleneck(c128, c)
         )
-        self.hourglass = Hourglass(depth, c)
+        self.hourglass = Hourglass(depth, c, align_corners)
         self.top = nn.Sequential(
             Bottleneck(c, c),
             nn.Conv2d(c, c, 1),

@@ -40,6 +40,8 @@ class SkipDecoder(nn.Module):
         channels: one width per upsampling block, coarse to fine; the last
             ``log2(image_size / 4)`` are used.
         layers: convolutions per block (the same entries as ``channels``).
+        align_corners: of the bilinear upsampling (the DAVS authors' PyTorch 0.2 upsampling
+            behaves as True).
 
     Shapes: ``forward(code, skip)`` with ``code`` ``N,code_dim`` and ``skip`` ``N,skip_channels,
     S/8,S/8`` (or None) -> ``N,3,S,S`` in [0,1].
@@ -52,6 +54,7 @@ class SkipDecoder(nn.Module):
         skip_channels: int = 160,
         channels: Sequence[int] = (512, 512, 256, 256, 128, 64),
         layers: Sequence[int] = (2, 3, 4, 4, 3, 2),
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         n = int(round(math.log2(image_size / 4)))
@@ -76,7 +79,7 @@ class SkipDecoder(nn.Module):
             blocks.append(_block(cin + extra, c, k))
             cin = c
         self.blocks = nn.ModuleList(blocks)
-        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=align_corners)
         half = max(3, cin // 2)
         self.out = nn.Sequential(
             nn.Conv2d(cin, half, 3, 1, 1),

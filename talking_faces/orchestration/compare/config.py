@@ -40,7 +40,7 @@ from talking_faces.names import BASELINES
 #: the config ``talking-faces compare`` runs when none is named (``make compare``)
 DEFAULT_CONFIG = "experiments/compare/synthetic.yaml"
 PREPARE_LAYOUTS = ("grid", "lrw", "folder")
-LANDMARK_BACKENDS = ("sidecar", "fan")
+LANDMARK_BACKENDS = ("sidecar", "fan", "dlib")
 
 
 @dataclass
