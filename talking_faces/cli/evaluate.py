@@ -1,6 +1,7 @@
-"""``talking-faces evaluate CKPT|--baseline NAME --data PREP``: score on the fixed test pairs.
+"""``talking-faces evaluate CKPT|--baseline NAME|--generated DIR --data PREP``: score on the
+fixed test pairs.
 
-checkpoint or baseline + prepared dataset + protocol ->
+checkpoint, baseline or a folder of videos made elsewhere + prepared dataset + protocol ->
 :func:`talking_faces.evaluation.evaluate.evaluate`
 -> results JSON + per-clip CSV beside it (and the scores added to the checkpoint's W&B run when
 its fit logged to W&B).
@@ -25,6 +26,10 @@ examples:
   talking-faces evaluate runs/ldm/checkpoints/last.ckpt --data PREP --out results/ldm.json \
       --videos 3
 
+  # videos made elsewhere, one per test pair (0000.mp4, 0001.mp4, ...), under the same protocol
+  talking-faces evaluate --generated wav2lip_out/ --label wav2lip --data PREP \
+      --out results/wav2lip.json
+
   # the pairs over 4 processes; a dataset on S3-compatible storage
   talking-faces evaluate CKPT --data s3://bucket/grid_prep --devices 4 --out results/ldm.json
 
@@ -43,11 +48,13 @@ under different protocols are never compared.
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
-        help="score a checkpoint or a reference baseline and write a results JSON",
+        help="score a checkpoint, a reference baseline or a folder of generated videos and "
+        "write a results JSON",
         description="Generate a clip for every fixed test pair of a prepared dataset (or take a "
         "reference baseline: the real clip, the identity frame repeated, or real frames with "
-        "another clip's audio), score it with the metric suite of a named protocol, and write "
-        "the results JSON and a per-clip CSV.",
+        "another clip's audio, or read it from a folder of videos made elsewhere), score it "
+        "with the metric suite of a named protocol, and write the results JSON and a per-clip "
+        "CSV.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -63,6 +70,11 @@ def check_paths(args: argparse.Namespace) -> None:
         raise UserError(
             f"checkpoint {args.ckpt} does not exist; pass the .ckpt a `fit` run wrote "
             "(RUN/checkpoints/last.ckpt)"
+        )
+    if args.generated is not None and not Path(args.generated).is_dir():
+        raise UserError(
+            f"--generated {args.generated} is not a folder; pass the folder that holds one video "
+            "per test pair (docs/metrics.md, Scoring videos made elsewhere)"
         )
     if "://" not in args.data and not (Path(args.data) / "meta.json").is_file():
         what = "does not exist" if not Path(args.data).exists() else "has no meta.json"
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         syncnet=args.syncnet,
         landmarks_model=args.landmarks_model,
         syncnet_public=args.syncnet_public,
+        arcface=args.arcface,
         batch_size=args.batch_size,
         num_workers=args.workers,
         num_samples=args.samples,
@@ -125,9 +138,22 @@ def run(args: argparse.Namespace) -> int:
         videos=args.videos,
         provenance=_read_provenance(args.provenance),
         devices=args.devices,
+        generated=args.generated,
+        label=args.label,
     )
     results = evaluate(req)
-    shown = ("psnr", "ssim", "lpips", "lmd", "lse_d", "lse_c", "lse_offset", "cpbd")
+    shown = (
+        "psnr",
+        "ssim",
+        "lpips",
+        "csim_dlib",
+        "csim_arcface",
+        "lmd",
+        "lse_d",
+        "lse_c",
+        "lse_offset",
+        "cpbd",
+    )
     scores = "  ".join(f"{k} {results['metrics'][k]:.4g}" for k in shown if k in results["metrics"])
     print(f"{results['label']}: {scores}")
     per_clip = Path(args.out).with_name(results["per_clip"])
@@ -144,6 +170,18 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
         "--baseline",
         choices=names.BASELINES,
         help="score a reference row instead of a checkpoint",
+    )
+    p.add_argument(
+        "--generated",
+        metavar="DIR",
+        help="score a folder of videos made elsewhere instead of a checkpoint: one per test pair, "
+        "named <pair index>.mp4, <4-digit pair index>.mp4 or <audio clip id, / as _>.mp4 (or "
+        ".npy frames, or a folder of PNG frames); docs/metrics.md",
+    )
+    p.add_argument(
+        "--label",
+        metavar="NAME",
+        help="with --generated: the leaderboard row's method name (default: the folder's name)",
     )
     p.add_argument(
         "--data",
@@ -169,6 +207,12 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
         "--syncnet-public",
         metavar="PATH",
         help="public syncnet_v2.model state dict (protocols with syncnet: public)",
+    )
+    p.add_argument(
+        "--arcface",
+        metavar="PATH",
+        help="arcface_torch backbone.pth (protocols with identity: arcface; default: "
+        "$TALKING_FACES_WEIGHTS/arcface_backbone.pth)",
     )
 
 

@@ -26,6 +26,13 @@ are one row (mean ± std over seeds). Every metric gets a 95% bootstrap interval
 and every row a Wilcoxon signed-rank test against the best method on the protocol's
 primary_metric (ties at 0.05 marked). Reference rows (ground-truth, static, shuffled) are shown
 unranked; paper-reported numbers (experiments/leaderboard/reported.yaml) apart, never ranked.
+
+Columns come by dimension (quality, naturalness, synchronisation, identity). Lip, head-motion
+and eyebrow dynamics and silent-lip MAD are shown raw and normalised against the group's
+ground-truth row (<key>_norm = 1 - |m - m_GT| / |m_GT|, THEval); final_score is the mean of the
+normalised ones, its list written beside the table and in the CSV's final_score_of column. A
+group without a ground-truth row has neither. The HTML page adds each row's normalised profile
+and every metric per speaker (speakers from the dataset's manifest.jsonl, when readable).
 """
 
 

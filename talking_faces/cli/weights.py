@@ -178,6 +178,8 @@ def _elsewhere_rows() -> list[dict[str, Any]]:
             "BSD-3-Clause (torchvision)",
         )
     )
+    rows.append(_arcface_row(protocols))
+    rows.append(_inception_row(protocols))
     sync = resolve_syncnet_path(None)
     rows.append(
         _file_row(
@@ -192,6 +194,43 @@ def _elsewhere_rows() -> list[dict[str, Any]]:
         )
     )
     return rows
+
+
+def _arcface_row(protocols: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """arcface_torch's IResNet backbone in the weights folder (not on the package index)."""
+    from talking_faces.metrics.face_models import ARCFACE_FILENAME, arcface_weights_path
+    from talking_faces.nn.syncnet import WEIGHTS_ENV
+
+    path = arcface_weights_path()
+    users = ", ".join(_needing(protocols, "identity", "arcface")) or "none shipped"
+    return _file_row(
+        "arcface",
+        path,
+        f"identity similarity csim_arcface: protocols with identity: arcface ({users}); "
+        "evaluate --arcface PATH",
+        "insightface arcface_torch model zoo (not on the package index)",
+        f"put arcface_torch's backbone.pth (IResNet r18/r34/r50/r100 state dict) in "
+        f"{path.parent} as {ARCFACE_FILENAME}, or set ${WEIGHTS_ENV}, or pass --arcface PATH",
+        "ArcFace IResNet face embedding (512-d) of InsightFace's arcface_torch",
+        "see the model zoo's terms (InsightFace: non-commercial research use)",
+    )
+
+
+def _inception_row(protocols: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The FID Inception (torch-fidelity's file) in the torch hub cache."""
+    from talking_faces.metrics.fid import INCEPTION_URL, inception_weights_path
+
+    path = inception_weights_path()
+    users = ", ".join(_needing(protocols, "fid", True)) or "none"
+    return _file_row(
+        "inception-fid",
+        path,
+        f"FID (talking_faces.metrics.fid.VideoFID): protocols {users} (fid: true)",
+        INCEPTION_URL,
+        f"download {INCEPTION_URL} into {path.parent}",
+        "the FID Inception v3 (TensorFlow 2015-12-05 graph, converted by torch-fidelity)",
+        "Apache-2.0 (TensorFlow models; torch-fidelity)",
+    )
 
 
 def _fan_rows() -> list[dict[str, Any]]:

@@ -20,8 +20,10 @@ import datetime as _dt
 from typing import Any
 
 from talking_faces.errors import UserError
+from talking_faces.evaluation.generated import GeneratedFolder
 from talking_faces.evaluation.loop import Scored, score
-from talking_faces.evaluation.request import EvaluationRequest
+from talking_faces.evaluation.pairs import PairSelection, pair_dataset
+from talking_faces.evaluation.request import EvaluationRequest, window_config
 from talking_faces.evaluation.scorers import build_scorers
 
 #: how long a process waits for the others at a collective before the run fails
@@ -75,10 +77,21 @@ def score_on_devices(req: EvaluationRequest) -> Scored:
     from talking_faces.data.dataset import PreparedDataset
 
     kind = _check_devices(req)
-    # the mistakes a user makes most (dataset, protocol, experts) stop here, before any process
-    # starts, with the line one process would print
-    PreparedDataset.load(req.data)
-    build_scorers(req.protocol, req.data, req.syncnet, req.landmarks_model, req.syncnet_public)
+    # the mistakes a user makes most (dataset, protocol, experts, generated files) stop here,
+    # before any process starts, with the line one process would print
+    prepared = PreparedDataset.load(req.data)
+    build_scorers(
+        req.protocol,
+        req.data,
+        req.syncnet,
+        req.landmarks_model,
+        req.syncnet_public,
+        arcface=req.arcface,
+    )
+    if req.generated is not None:  # every pair's file is there
+        pairs = pair_dataset(prepared, req.split, window_config(None))
+        count = PairSelection.of(prepared, pairs, req.limit, req.data).count
+        GeneratedFolder.match(req.generated, pairs.pairs[:count], int(prepared.meta["size"]))
     fabric = Fabric(
         accelerator=kind,
         devices=req.devices,

@@ -13,6 +13,8 @@ The stages, one module each under ``talking_faces/evaluation/``:
 - :mod:`~talking_faces.evaluation.scorers`: the networks it scores with and the metric suite;
 - :mod:`~talking_faces.evaluation.pairs`: the test pairs and their batches;
 - :mod:`~talking_faces.evaluation.baselines`: the reference rows' clips;
+- :mod:`~talking_faces.evaluation.generated`: a folder of videos made elsewhere (``--generated``),
+  scored in place of a method;
 - :mod:`~talking_faces.evaluation.loop`: one process's batches scored, every process's gathered;
 - :mod:`~talking_faces.evaluation.distributed`: the loop in N processes (``--devices N``);
 - :mod:`~talking_faces.evaluation.results`: the results record's schema, written here.
@@ -61,7 +63,8 @@ from talking_faces.utils.provenance import git_info
 
 
 def evaluate(req: EvaluationRequest) -> dict[str, Any]:
-    """Score ``req.ckpt`` or ``req.baseline`` and write the results JSON and per-clip CSV.
+    """Score ``req.ckpt``, ``req.baseline`` or ``req.generated`` and write the results JSON and
+    per-clip CSV.
 
     Returns the results dict as written, plus ``wandb_run``: the id of the W&B run the results
     were added to (the run that trained the checkpoint, when it logged to W&B), else None. A
@@ -88,16 +91,24 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
     return results
 
 
+def results_kind(req: EvaluationRequest) -> str:
+    """The results' ``kind``: ``baseline``, ``generated`` (a folder scored) or ``model``."""
+    if req.baseline is not None:
+        return "baseline"
+    return "generated" if req.generated is not None else "model"
+
+
 def results_record(req: EvaluationRequest, scored: Scored, per_clip: str) -> ResultsRecord:
     """The results record of ``req`` from what was measured (``per_clip``: the CSV's name)."""
     metrics = scored.metrics
     folder = Path(req.out).parent
     return ResultsRecord(
         method=scored.method,
-        kind="baseline" if req.baseline is not None else "model",
+        kind=results_kind(req),
         label=label(req, scored.run_config),
         checkpoint=scored.checkpoint,
         baseline=({"name": req.baseline, "audio_shift": req.audio_shift} if req.baseline else None),
+        generated=scored.generated,
         dataset=scored.dataset,
         split=scored.split,
         pairs=scored.pairs,

@@ -2,7 +2,8 @@
 
 request -> dataset, method (:mod:`~talking_faces.evaluation.request`), scorers and suite
 (:mod:`~talking_faces.evaluation.scorers`), pairs (:mod:`~talking_faces.evaluation.pairs`) ->
-**BatchScorer** per batch (a baseline's clip or ``model.generate()``, seeded by the batch index;
+**BatchScorer** per batch (a baseline's clip, a ``--generated`` folder's files,
+:mod:`~talking_faces.evaluation.generated`, or ``model.generate()``, seeded by the batch index;
 the LMD reference; ``suite.update``; the per-pair row and sample video) -> **gather_in_pair_order**
 -> ``suite.compute()`` (reduced over the processes) -> :class:`Scored` (process 0; what the
 results record is built from, :mod:`talking_faces.evaluation.evaluate`)
@@ -33,11 +34,13 @@ from talking_faces.evaluation.baselines import (
     BaselineSetup,
     baseline_clip,
 )
+from talking_faces.evaluation.generated import GeneratedFolder
 from talking_faces.evaluation.pairs import PairSelection, dataset_record, pair_dataset
 from talking_faces.evaluation.request import (
     EvaluationRequest,
     Method,
     audio_record,
+    label,
     load_method,
     window_config,
 )
@@ -93,6 +96,8 @@ class Scored:
     device: str
     #: processes that scored
     world: int
+    #: the results' ``generated`` entry when a folder was scored (else None)
+    generated: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------- one batch
@@ -109,6 +114,8 @@ class BatchScorer:
     method: Method | None
     baseline: BaselineClip | None
     video_dir: Path
+    #: the folder of generated videos scored in place of a method (``--generated``)
+    generated: GeneratedFolder | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (pair, record)
     videos: list[dict[str, Any]] = field(default_factory=list)
@@ -130,12 +137,25 @@ class BatchScorer:
             return
         if self.baseline is not None:
             pred, waveform = self.baseline(BaselineBatch(batch, indices, target, waveform))
+        elif self.generated is not None:
+            pred = self.generated.clips(indices, t).to(device)
         elif self.method is not None:
             pred = self._generate(self.method, batch_idx, batch, target, waveform)
         else:
-            raise ValueError("a BatchScorer needs a method or a baseline")
+            raise ValueError("a BatchScorer needs a method, a baseline or a generated folder")
         ref, ref_valid = self._reference_landmarks(batch, target)
-        self.suite.update(pred, target, waveform, ref, ref_valid, clip_ids=batch["clip_id"])
+        identity = batch["identity"].to(device) if self.suite.csim is not None else None
+        known = bool(torch.as_tensor(batch["silence_known"]).all())
+        self.suite.update(
+            pred,
+            target,
+            waveform,
+            ref,
+            ref_valid,
+            clip_ids=batch["clip_id"],
+            identity=identity,
+            silence=batch["silence"].to(device) if known else None,
+        )
         self.frames += b * t
         for i, j in enumerate(indices):
             row = {
@@ -143,6 +163,8 @@ class BatchScorer:
                 "identity_clip_id": batch["identity_clip_id"][i],
                 "kind": batch["kind"][i],
             }
+            if self.generated is not None:
+                row.update(self.generated.row(j))
             if j < self.req.videos:
                 video = write_sample_video(self.video_dir, j, batch, i, target, pred, waveform)
                 self.videos.append(video)
@@ -215,7 +237,7 @@ def run_batches(
     quiet: dict[str, Any] = {"disable": True} if rank else {}  # one bar: process 0's
     bar = progress(
         total=sum(len(b) for _, b in mine),
-        desc=f"evaluate {req.baseline or Path(str(req.ckpt)).name}",
+        desc=f"evaluate {req.baseline or Path(str(req.generated or req.ckpt)).name}",
         unit="pair",
         **quiet,
     )
@@ -314,7 +336,13 @@ def score(req: EvaluationRequest) -> Scored | None:
     prepared = PreparedDataset.load(req.data)
     method = load_method(req, prepared)
     scorers = build_scorers(
-        req.protocol, req.data, req.syncnet, req.landmarks_model, req.syncnet_public, req.device
+        req.protocol,
+        req.data,
+        req.syncnet,
+        req.landmarks_model,
+        req.syncnet_public,
+        req.device,
+        arcface=req.arcface,
     )
     window = window_config(method)
     pairs = pair_dataset(prepared, req.split, window)
@@ -324,10 +352,13 @@ def score(req: EvaluationRequest) -> Scored | None:
     if req.baseline is not None:
         setup = BaselineSetup(pairs, selection.count, req.seed, req.audio_shift, req.device)
         baseline = baseline_clip(req.baseline, setup)
+    generated = None
+    if req.generated is not None:  # every pair's file found before anything is scored
+        scored_pairs, size = pairs.pairs[: selection.count], int(prepared.meta["size"])
+        generated = GeneratedFolder.match(req.generated, scored_pairs, size)
     out = Path(req.out)
-    scorer = BatchScorer(
-        req, scorers, suite, diversity, method, baseline, out.with_name(out.stem + ".videos")
-    )
+    video_dir = out.with_name(out.stem + ".videos")
+    scorer = BatchScorer(req, scorers, suite, diversity, method, baseline, video_dir, generated)
     run_batches(scorer, pairs, selection.batches(req.batch_size, rank, world), rank)
     per_clip, skipped, videos, frames = gather_in_pair_order(
         [{**e, **row} for e, row in zip(scorer.rows, suite.per_clip(), strict=True)],
@@ -343,7 +374,7 @@ def score(req: EvaluationRequest) -> Scored | None:
     extra = method_metrics(method, req, window, pairs.split) if method is not None else {}
     seconds = time.perf_counter() - started
     return Scored(
-        method=method.name if method is not None else str(req.baseline),
+        method=method.name if method is not None else str(req.baseline or label(req, {})),
         checkpoint=method.checkpoint if method is not None else None,
         run_config=method.run_config if method is not None else {},
         options=method.options if method is not None else {},
@@ -363,6 +394,7 @@ def score(req: EvaluationRequest) -> Scored | None:
         seconds=seconds,
         device=str(req.device),
         world=world,
+        generated=generated.record(per_clip) if generated is not None else None,
     )
 
 

@@ -7,7 +7,8 @@
 
 A protocol file holds the fields of :class:`talking_faces.metrics.Protocol` plus
 :data:`SCORER_KEYS` (which networks score: ``syncnet``, ``landmarks``, ``lmd_reference``,
-``lpips``) and ``primary_metric`` (what ranks its leaderboard table, :func:`primary_metric`).
+``lpips``, ``identity``, ``naturalness``, ``fid``, ``fid_frame_stride``) and ``primary_metric``
+(what ranks its leaderboard table, :func:`primary_metric`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,24 @@ from talking_faces.errors import UserError
 from talking_faces.names import RANKING_FALLBACK
 
 #: keys of a protocol file that choose the scoring networks (the rest are Protocol fields)
-SCORER_KEYS = ("syncnet", "landmarks", "lmd_reference", "lpips")
+SCORER_KEYS = (
+    "syncnet",
+    "landmarks",
+    "lmd_reference",
+    "lpips",
+    "identity",
+    "naturalness",
+    "fid",
+    "fid_frame_stride",
+)
 SYNCNET_CHOICES = ("expert", "public", "none")
-LANDMARK_CHOICES = ("expert", "none")
+#: expert: the dataset's trained landmark expert; dlib: dlib's 68 points as Chen et al. run them
+LANDMARK_CHOICES = ("expert", "dlib", "none")
+#: expert: the protocol's landmark model (expert or dlib) on the real frames; dataset: the
+#: landmarks stored with the prepared dataset
 LMD_REFERENCES = ("expert", "dataset")
+#: the face embedding of identity similarity: dlib's (csim_dlib), ArcFace's (csim_arcface), none
+IDENTITY_CHOICES = ("dlib", "arcface", "none")
 #: the key naming the metric that ranks a leaderboard group under the protocol
 PRIMARY_METRIC_KEY = "primary_metric"
 #: Protocol fields that a SyncNet expert fixes (it was trained on those inputs)
@@ -72,6 +87,13 @@ class ProtocolFile:
     #: ``expert`` or ``dataset``
     lmd_reference: str
     lpips: bool
+    #: ``dlib``, ``arcface`` or ``none``
+    identity: str
+    #: score the landmark dynamics and silent-lip stability (needs a landmark model)
+    naturalness: bool
+    #: FID on frames (every ``fid_frame_stride``-th frame of each clip)
+    fid: bool
+    fid_frame_stride: int
     #: the file's ``primary_metric`` (None: the default, see :func:`primary_metric`)
     primary: Any
 
@@ -104,20 +126,31 @@ def split_protocol(raw: dict[str, Any]) -> ProtocolFile:
         "syncnet": str(scorer.get("syncnet", "expert")),
         "landmarks": str(scorer.get("landmarks", "expert")),
         "lmd_reference": str(scorer.get("lmd_reference", "expert")),
+        "identity": str(scorer.get("identity", "none")),
     }
     for key, allowed in (
         ("syncnet", SYNCNET_CHOICES),
         ("landmarks", LANDMARK_CHOICES),
         ("lmd_reference", LMD_REFERENCES),
+        ("identity", IDENTITY_CHOICES),
     ):
         if choice[key] not in allowed:
             raise UserError(
                 f"protocol {raw['name']!r}: {key} must be one of {', '.join(allowed)}, "
                 f"got {choice[key]!r}"
             )
+    naturalness = bool(scorer.get("naturalness", False))
+    if naturalness and choice["landmarks"] == "none":
+        raise UserError(
+            f"protocol {raw['name']!r}: naturalness needs a landmark model; set landmarks: "
+            "expert or dlib, or naturalness: false"
+        )
     return ProtocolFile(
         fields=raw,
         lpips=bool(scorer.get("lpips", False)),
+        naturalness=naturalness,
+        fid=bool(scorer.get("fid", False)),
+        fid_frame_stride=int(scorer.get("fid_frame_stride", 1)),
         primary=primary,
         **choice,
     )
@@ -128,6 +161,10 @@ def scored_metrics(resolved: dict[str, Any]) -> list[str]:
     metrics = ["psnr", "ssim"]
     metrics += ["lpips"] if resolved.get("lpips") else []
     metrics += ["cpbd"] if resolved.get("cpbd") else []
+    identity = resolved.get("identity", {"kind": "none"})["kind"]
+    metrics += [f"csim_{identity}"] if identity != "none" else []
+    metrics += ["silent_lip_mad"] if resolved.get("naturalness") else []
+    metrics += ["fid"] if resolved.get("fid") else []
     metrics += ["lmd"] if resolved["landmarks"]["kind"] != "none" else []
     metrics += ["lse_d", "lse_c"] if resolved["syncnet"]["kind"] != "none" else []
     return metrics
@@ -153,6 +190,8 @@ def primary_metric(name: str, given: Any, resolved: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "IDENTITY_CHOICES",
+    "LANDMARK_CHOICES",
     "LSE_INPUT_KEYS",
     "PRIMARY_METRIC_KEY",
     "SCORER_KEYS",

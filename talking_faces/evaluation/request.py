@@ -40,6 +40,8 @@ class EvaluationRequest:
     syncnet: str | None = None
     landmarks_model: str | None = None
     syncnet_public: str | None = None
+    #: ArcFace backbone for protocols with ``identity: arcface`` (default: the weights folder's)
+    arcface: str | None = None
     batch_size: int = 8
     num_workers: int = 0
     num_samples: int = 1
@@ -58,12 +60,26 @@ class EvaluationRequest:
     provenance: dict[str, Any] | None = None
     #: processes the pairs are sharded over (:mod:`talking_faces.evaluation.distributed`)
     devices: int = 1
+    #: a folder of videos made elsewhere, one per test pair, scored in place of a method
+    #: (:mod:`talking_faces.evaluation.generated`)
+    generated: str | None = None
+    #: the row's label and method name of a ``generated`` folder (default: the folder's name)
+    label: str | None = None
 
 
 def check_request(req: EvaluationRequest) -> None:
     """Raise :class:`UserError` (one line) for a request that cannot be carried out."""
-    if (req.ckpt is None) == (req.baseline is None):
-        raise UserError("give either a checkpoint CKPT or --baseline NAME (not both)")
+    sources = [s for s in (req.ckpt, req.baseline, req.generated) if s is not None]
+    if len(sources) != 1:
+        raise UserError(
+            "give either a checkpoint CKPT, --baseline NAME or --generated DIR (exactly one)"
+        )
+    if req.label is not None and req.generated is None:
+        raise UserError("--label names the row of a --generated folder; it needs --generated")
+    if req.generated is not None and (req.num_samples > 1 or req.drive != "audio" or req.options):
+        raise UserError(
+            "--samples, --drive and --option apply to a model checkpoint, not to --generated"
+        )
     if req.baseline is not None and req.baseline not in BASELINES:
         raise UserError(f"unknown baseline {req.baseline!r}; choose {', '.join(BASELINES)}")
     if req.audio_shift and req.baseline != GROUND_TRUTH:
@@ -85,10 +101,13 @@ def check_request(req: EvaluationRequest) -> None:
 
 
 def label(req: EvaluationRequest, run_config: dict[str, Any]) -> str:
-    """The row label of the results: the baseline (and its audio shift), else the run's name
-    (or the checkpoint's stem) with the drive and options that are not the defaults."""
+    """The row label of the results: the baseline (and its audio shift); a generated folder's
+    ``--label`` or name; else the run's name (or the checkpoint's stem) with the drive and
+    options that are not the defaults."""
     if req.baseline is not None:
         return req.baseline + (f" (audio {req.audio_shift:+d} frames)" if req.audio_shift else "")
+    if req.generated is not None:
+        return req.label or Path(req.generated).resolve().name
     name = str(run_config.get("name") or (run_config.get("model") or {}).get("name") or "")
     text = name or Path(str(req.ckpt)).stem
     notes = [f"{req.drive}-driven"] if req.drive != "audio" else []
@@ -114,6 +133,19 @@ class Method:
         return str(self.model.config.name)
 
 
+def _option_value(text: Any, current: Any) -> Any:
+    """``--option key=text`` as the type of the option's current value (``true``/``false``,
+    ``1``/``0``, ``yes``/``no`` for a bool: ``bool("false")`` would be True)."""
+    if isinstance(current, bool):
+        word = str(text).strip().lower()
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(text)
+    return type(current)(text)
+
+
 def apply_generation_options(model: Any, options: dict[str, Any]) -> dict[str, Any]:
     """Set test-time options on ``model.config`` (only the method's ``generation_options``);
     return the resolved options, as results record them."""
@@ -128,7 +160,7 @@ def apply_generation_options(model: Any, options: dict[str, Any]) -> dict[str, A
             )
         current = getattr(model.config, key)
         try:
-            value = type(current)(value)
+            value = _option_value(value, current)
         except (TypeError, ValueError):
             raise UserError(
                 f"--option {key}={value!r}: expected a {type(current).__name__}"

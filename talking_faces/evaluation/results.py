@@ -49,7 +49,7 @@ class ResultsRecord:
     format: str = field(default=RESULTS_FORMAT, metadata={"required": True})
     #: the method's name, or the baseline's
     method: str = _required()
-    #: ``model`` or ``baseline``
+    #: ``model``, ``baseline`` or ``generated`` (a folder of videos made elsewhere)
     kind: str = _required()
     #: the row's label (run name, drive and options; baseline and audio shift)
     label: str
@@ -57,6 +57,9 @@ class ResultsRecord:
     checkpoint: dict[str, str] | None = _required()
     #: ``{"name", "audio_shift"}``; None for a model
     baseline: dict[str, Any] | None
+    #: a folder of videos made elsewhere (``--generated``): its path, the sha256 over the files
+    #: scored, their formats, resizing and trimming (:mod:`talking_faces.evaluation.generated`)
+    generated: dict[str, Any] | None = _optional(dict)
     #: where the dataset is and what it is (``sha256``: its identity; ``meta_sha256``)
     dataset: dict[str, Any] = _required()
     split: str = _required()
@@ -110,7 +113,7 @@ REQUIRED_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(ResultsRecord) if f.metadata.get("required")
 )
 #: fields a results file may carry (newer than the format; older files lack them) and their types
-#: (:class:`ResultsRecord`): ``run_config``, ``videos``, ``provenance``
+#: (:class:`ResultsRecord`): ``generated``, ``run_config``, ``videos``, ``provenance``
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     f.name: f.metadata["types"] for f in fields(ResultsRecord) if "types" in f.metadata
 }

@@ -1,9 +1,11 @@
 """The networks that score under a protocol, loaded once per evaluation (per process).
 
 protocol file (:mod:`talking_faces.evaluation.protocols`) + prepared dataset's experts
-(``PREP/experts/<name>.ckpt`` or ``--syncnet`` / ``--landmarks-model``) -> **build_scorers** ->
-:class:`Scorers` (the Protocol, the SyncNet, the landmark model, and the resolved protocol the
-results record) -> **build_suite** -> MetricSuite (+ SampleDiversity) -> the per-batch loop
+(``PREP/experts/<name>.ckpt`` or ``--syncnet`` / ``--landmarks-model``) and the real networks
+(dlib's landmarks and face embedding, LPIPS, ArcFace) -> **build_scorers** -> :class:`Scorers`
+(the Protocol, the SyncNet, the landmark model, the face embedder, LPIPS, the resolved protocol
+and every network's record for the results: kind, path, sha256) -> **build_suite** ->
+MetricSuite (+ SampleDiversity) -> the per-batch loop
 
 Both experts are found and loaded by one path (:func:`load_dataset_expert`); what differs is what
 each gives the suite: the SyncNet expert also fixes the LSE inputs (mode, crop box, channel order)
@@ -35,8 +37,13 @@ from talking_faces.utils.io import sha256_file
 if TYPE_CHECKING:
     from talking_faces.experts import LandmarkExpert
     from talking_faces.metrics import MetricSuite, Protocol, SampleDiversity
+    from talking_faces.metrics.fid import VideoFID
     from talking_faces.nn.syncnet import SyncNet
 
+#: the raw landmark statistics a protocol with ``naturalness: true`` scores
+NATURALNESS_KEYS = ("lip_dynamics", "head_motion_dynamics", "eyebrow_dynamics", "silent_lip_mad")
+#: where silent-lip stability takes its silences from
+SILENCE_SOURCE = "word alignments (GRID layout; >= 300 ms); none elsewhere"
 #: per expert: how messages name it and the flag that passes another file
 _EXPERT_LABELS = {"syncnet": "SyncNet", "landmarks": "landmark"}
 _EXPERT_FLAGS = {"syncnet": "--syncnet", "landmarks": "--landmarks-model"}
@@ -72,6 +79,15 @@ class Scorers:
     lmd_reference: str = "expert"
     lpips: bool = False
     experts: dict[str, Any] = field(default_factory=dict)
+    #: the face embedder of identity similarity and its results key (``csim_dlib`` ...)
+    identity_model: Callable[[Tensor], Tensor] | None = None
+    identity_key: str = "csim_dlib"
+    #: the LPIPS module when the protocol scores LPIPS (loaded once, shared with diversity)
+    lpips_model: nn.Module | None = None
+    #: score the landmark dynamics and silent-lip stability
+    naturalness: bool = False
+    #: FID on frames (a VideoFID, its Inception loaded once)
+    fid: VideoFID | None = None
 
 
 # ----------------------------------------------------------------------------- experts
@@ -184,13 +200,46 @@ def _syncnet(
 
 def _landmarks(
     choice: str, prep: str, given: str | None, device: str | torch.device
-) -> tuple[ExpertLandmarkModel | None, dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[Callable[[Tensor], Tensor] | None, dict[str, Any] | None, dict[str, Any]]:
     """``(landmark model or None, its experts record or None, its resolved description)``."""
+    if choice == "dlib":
+        from talking_faces.metrics.face_models import DlibLandmarkModel
+
+        dlib_model = DlibLandmarkModel()
+        described = dlib_model.describe()
+        return dlib_model, dict(described), described
     if choice != "expert":
         return None, None, {"kind": "none"}
     expert, _, record = load_dataset_expert("landmarks", prep, given)
     model = ExpertLandmarkModel(expert.to(device).eval())
     return model, record, {"kind": "expert", "sha256": record["sha256"]}
+
+
+def _identity(
+    choice: str, arcface: str | None, device: str | torch.device
+) -> tuple[Callable[[Tensor], Tensor] | None, dict[str, Any]]:
+    """``(face embedder or None, its description: kind, sha256, weights)``."""
+    if choice == "dlib":
+        from talking_faces.metrics.face_models import DlibFaceEmbedder
+
+        dlib_model = DlibFaceEmbedder()
+        return dlib_model, dlib_model.describe()
+    if choice == "arcface":
+        from talking_faces.metrics.face_models import ArcFaceEmbedder
+
+        arc = ArcFaceEmbedder(arcface)
+        arc.net.to(device)
+        return arc, arc.describe()
+    return None, {"kind": "none"}
+
+
+def _lpips_record(model: nn.Module) -> dict[str, Any]:
+    return {
+        "kind": "lpips-alex",
+        "path": getattr(model, "weights_path", None),
+        "sha256": getattr(model, "weights_sha256", None),
+        "source": getattr(model, "weights_source", None),
+    }
 
 
 # ----------------------------------------------------------------------------- scorers
@@ -201,14 +250,18 @@ def build_scorers(
     landmarks_path: str | None = None,
     syncnet_public: str | None = None,
     device: str | torch.device = "cpu",
+    arcface: str | None = None,
 ) -> Scorers:
     """Load the protocol and the networks it needs; resolve it into the dict results record.
 
     Raises:
         UserError: unknown protocol keys or values, a missing expert (with the command that
             trains it), an expert trained for other LSE inputs than the protocol names.
+        MissingWeightsError: a real network's file is missing (one line naming where it goes or
+            the command that fetches it).
     """
     from talking_faces.metrics import Protocol
+    from talking_faces.metrics.identity import CSIM_KEYS
 
     pf = split_protocol(load_protocol_file(protocol_name))
     syncnet, syncnet_record, syncnet_described = _syncnet(
@@ -217,9 +270,22 @@ def build_scorers(
     landmark_model, landmarks_record, landmarks_described = _landmarks(
         pf.landmarks, prep, landmarks_path, device
     )
+    identity_model, identity_described = _identity(pf.identity, arcface, device)
+    fid = None
+    if pf.fid:
+        from talking_faces.metrics.fid import VideoFID
+
+        fid = VideoFID(frame_stride=pf.fid_frame_stride)
+    lpips_model = load_lpips_for(pf.name) if pf.lpips else None
     experts = {
         name: record
-        for name, record in (("syncnet", syncnet_record), ("landmarks", landmarks_record))
+        for name, record in (
+            ("syncnet", syncnet_record),
+            ("landmarks", landmarks_record),
+            ("identity", identity_described if identity_model is not None else None),
+            ("lpips", _lpips_record(lpips_model) if lpips_model is not None else None),
+            ("fid", fid.describe() if fid is not None else None),
+        )
         if record is not None
     }
     protocol = Protocol.from_dict(pf.fields)
@@ -231,6 +297,14 @@ def build_scorers(
         "syncnet": syncnet_described,
         "landmarks": landmarks_described,
     }
+    # absent otherwise, so older protocols keep their sha256
+    if identity_model is not None:
+        resolved["identity"] = {k: identity_described[k] for k in ("kind", "sha256")}
+    if pf.naturalness:
+        resolved["naturalness"] = {"metrics": list(NATURALNESS_KEYS), "silence": SILENCE_SOURCE}
+    if fid is not None:
+        described = fid.describe()
+        resolved["fid"] = {k: described[k] for k in ("sha256", "feature", "frame_stride")}
     resolved[PRIMARY_METRIC_KEY] = primary_metric(pf.name, pf.primary, resolved)
     return Scorers(
         protocol=protocol,
@@ -240,6 +314,11 @@ def build_scorers(
         lmd_reference=pf.lmd_reference,
         lpips=pf.lpips,
         experts=experts,
+        identity_model=identity_model,
+        identity_key=CSIM_KEYS.get(pf.identity, "csim_dlib"),
+        lpips_model=lpips_model,
+        naturalness=pf.naturalness,
+        fid=fid,
     )
 
 
@@ -264,7 +343,9 @@ def build_suite(
     diversity metric (LPIPS loaded once for both when the protocol scores it)."""
     from talking_faces.metrics import MetricSuite, SampleDiversity
 
-    lpips_model = load_lpips_for(protocol) if scorers.lpips else None
+    lpips_model = scorers.lpips_model
+    if scorers.lpips and lpips_model is None:
+        lpips_model = load_lpips_for(protocol)
     # the dataset's expert (ScalableSyncNet) has the public SyncNet's interface (forward_lip,
     # forward_aud), which is all LSE runs
     syncnet = cast("SyncNet | None", scorers.syncnet)
@@ -274,6 +355,10 @@ def build_suite(
         landmark_model=scorers.landmark_model,
         lpips=scorers.lpips,
         lpips_model=lpips_model,
+        identity_model=scorers.identity_model,
+        identity_key=scorers.identity_key,
+        naturalness=scorers.naturalness,
+        fid=scorers.fid,
     ).to(device)
     diversity = (
         SampleDiversity(lpips_model, num_samples=num_samples).to(device)

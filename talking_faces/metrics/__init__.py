@@ -2,9 +2,10 @@
 
 Generated clips -> :class:`MetricSuite` (one :class:`Protocol`) -> PSNR / SSIM / LPIPS
 (:mod:`.image`), mouth LMD (:mod:`.landmarks`), LSE-D / LSE-C / AV offset with SyncNet
-(:mod:`.sync`), CPBD sharpness (:mod:`.sharpness`), sample diversity (:mod:`.diversity`) ->
-results JSON. Every state is added with a reduction, so the scores are right under DDP; every class
-sets ``higher_is_better``.
+(:mod:`.sync`), CPBD sharpness (:mod:`.sharpness`), sample diversity (:mod:`.diversity`), lip,
+head-motion and eyebrow dynamics and silent-lip stability from landmarks (:mod:`.naturalness`)
+-> results JSON. Every state is added with a reduction, so the scores are right under DDP; every
+class sets ``higher_is_better``.
 """
 
 from talking_faces.metrics.diversity import SampleDiversity, mouth_mask, sample_diversity
@@ -18,6 +19,19 @@ from talking_faces.metrics.image import (
     video_ssim,
 )
 from talking_faces.metrics.landmarks import LandmarkDistance, landmark_distance
+from talking_faces.metrics.naturalness import (
+    EyebrowDynamics,
+    HeadMotionDynamics,
+    LipDynamics,
+    SilentLipStability,
+    eyebrow_dynamics,
+    final_score,
+    gt_normalised,
+    head_motion_dynamics,
+    lip_dynamics,
+    silence_mask,
+    silent_lip_mad,
+)
 from talking_faces.metrics.sharpness import VideoCPBD, cpbd, video_cpbd
 from talking_faces.metrics.suite import HIGHER_IS_BETTER, MetricSuite, Protocol
 from talking_faces.metrics.sync import (
@@ -32,12 +46,16 @@ from talking_faces.metrics.sync import (
 )
 
 __all__ = [
+    "EyebrowDynamics",
     "HIGHER_IS_BETTER",
+    "HeadMotionDynamics",
     "LandmarkDistance",
+    "LipDynamics",
     "LipSyncError",
     "MetricSuite",
     "Protocol",
     "SampleDiversity",
+    "SilentLipStability",
     "SyncConfidence",
     "SyncDistance",
     "VideoCPBD",
@@ -45,12 +63,19 @@ __all__ = [
     "VideoPSNR",
     "VideoSSIM",
     "cpbd",
+    "eyebrow_dynamics",
+    "final_score",
+    "gt_normalised",
+    "head_motion_dynamics",
     "landmark_distance",
+    "lip_dynamics",
     "lip_sync_error",
     "load_lpips",
     "lse_from_distances",
     "mouth_mask",
     "sample_diversity",
+    "silence_mask",
+    "silent_lip_mad",
     "sync_distances",
     "sync_windows",
     "syncnet_mfcc",

@@ -51,3 +51,53 @@ class ExactSums(Metric):
         if isinstance(terms, list):  # nothing added
             return torch.tensor(0.0, dtype=torch.float64)
         return torch.tensor(math.fsum(terms.cpu().tolist()), dtype=torch.float64)
+
+
+class FrameScoredMean(ExactSums):
+    """Mean over clips of a per-clip score that is itself a mean over the clip's scored frames
+    (LMD, CSIM): a subclass's ``update`` computes ``(per_clip B, scored B, failed B)`` and hands
+    them to :meth:`_record`.
+
+    States: ``total`` (exact sum of the clip scores), ``clips`` (clips with a score),
+    ``frames_scored``, ``failures`` (frames not scored), ``clips_unscored`` (``sum``-reduced).
+    ``batch_values`` holds the latest update's per-clip ``B,`` scores (NaN: unscored) and
+    ``batch_counts`` its ``B,2`` frames scored and failed (local).
+    """
+
+    is_differentiable = False
+    full_state_update = False
+    clips: torch.Tensor
+    frames_scored: torch.Tensor
+    failures: torch.Tensor
+    clips_unscored: torch.Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_sum_state("total")
+        for name in ("clips", "frames_scored", "failures", "clips_unscored"):
+            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.batch_values = torch.empty(0, dtype=torch.float64)
+        self.batch_counts = torch.empty(0, 2, dtype=torch.long)
+
+    def _record(self, per_clip: torch.Tensor, scored: torch.Tensor, failed: torch.Tensor) -> None:
+        per_clip = per_clip.to(self.clips.device)
+        has = ~torch.isnan(per_clip)
+        self.batch_values = per_clip
+        self.batch_counts = torch.stack([scored, failed], 1)
+        self.add_terms("total", per_clip[has])
+        self.clips += has.sum()
+        self.frames_scored += scored.sum().to(self.clips.device)
+        self.failures += failed.sum().to(self.clips.device)
+        self.clips_unscored += (~has).sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.exact_sum("total") / self.clips
+
+    def counts(self) -> dict[str, int]:
+        """``frames_scored``, ``frames_failed`` and ``clips_unscored`` over all processes."""
+        with self.sync_context():
+            return {
+                "frames_scored": int(self.frames_scored),
+                "frames_failed": int(self.failures),
+                "clips_unscored": int(self.clips_unscored),
+            }

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from talking_faces.config.choices import Choice
-from talking_faces.metrics.exact import ExactSums
+from talking_faces.metrics.exact import FrameScoredMean
 
 MOUTH = slice(48, 68)
 
@@ -105,7 +105,7 @@ def landmark_distance(
     return per_clip, n_scored, t - n_scored
 
 
-class LandmarkDistance(ExactSums):
+class LandmarkDistance(FrameScoredMean):
     """Mouth LMD: frame mean within each clip, then mean over the clips that have scored frames.
 
     ``update(pred_lmk B,T,68,2, true_lmk B,T,68,2, pred_valid B,T, true_valid B,T)``.
@@ -115,25 +115,13 @@ class LandmarkDistance(ExactSums):
     ``batch_values`` holds the latest update's per-clip ``B,`` values (local).
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
-    # states registered with add_state
-    clips: torch.Tensor
-    frames_scored: torch.Tensor
-    failures: torch.Tensor
-    clips_unscored: torch.Tensor
 
     def __init__(self, variant: str = "default", **kwargs) -> None:
         super().__init__(**kwargs)
         if variant not in LMD_VARIANTS:
             raise ValueError(f"LMD variant must be one of {LMD_VARIANTS}, got {variant!r}")
         self.variant = variant
-        self.add_sum_state("total")
-        for name in ("clips", "frames_scored", "failures", "clips_unscored"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.batch_values = torch.empty(0, dtype=torch.float64)
-        self.batch_counts = torch.empty(0, 2, dtype=torch.long)
 
     def update(
         self,
@@ -142,27 +130,4 @@ class LandmarkDistance(ExactSums):
         pred_valid: torch.Tensor | None = None,
         true_valid: torch.Tensor | None = None,
     ) -> None:
-        per_clip, scored, failed = landmark_distance(
-            pred_lmk, true_lmk, pred_valid, true_valid, self.variant
-        )
-        per_clip = per_clip.to(self.clips.device)
-        has = ~torch.isnan(per_clip)
-        self.batch_values = per_clip
-        self.batch_counts = torch.stack([scored, failed], 1)
-        self.add_terms("total", per_clip[has])
-        self.clips += has.sum()
-        self.frames_scored += scored.sum().to(self.clips.device)
-        self.failures += failed.sum().to(self.clips.device)
-        self.clips_unscored += (~has).sum()
-
-    def compute(self) -> torch.Tensor:
-        return self.exact_sum("total") / self.clips
-
-    def counts(self) -> dict[str, int]:
-        """``frames_scored``, ``frames_failed`` and ``clips_unscored`` over all processes."""
-        with self.sync_context():
-            return {
-                "frames_scored": int(self.frames_scored),
-                "frames_failed": int(self.failures),
-                "clips_unscored": int(self.clips_unscored),
-            }
+        self._record(*landmark_distance(pred_lmk, true_lmk, pred_valid, true_valid, self.variant))

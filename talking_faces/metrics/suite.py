@@ -3,7 +3,9 @@
 Generated clips + the batch's targets, waveform and landmarks -> :class:`MetricSuite.update` ->
 PSNR, SSIM, LPIPS, CPBD (at the protocol's resolution and colour space), mouth LMD (landmark model
 on the generated frames vs the batch's landmarks, in protocol-resolution pixels), LSE-D / LSE-C /
-offset (SyncNet on the generated frames at their own resolution) -> :meth:`MetricSuite.compute`
+offset (SyncNet on the generated frames at their own resolution), identity similarity (a face
+embedder on the identity image and each generated frame at its own resolution) ->
+:meth:`MetricSuite.compute`
 (means over clips, reduced across DDP processes because every score is a torchmetrics state) and
 :meth:`MetricSuite.per_clip` rows -> results JSON and per-clip CSV (written by the evaluator).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from torch import nn
 from talking_faces import names
 from talking_faces.errors import UserError
 from talking_faces.metrics.diversity import SampleDiversity
+from talking_faces.metrics.identity import IdentitySimilarity
 from talking_faces.metrics.image import (
     COLOUR_SPACES,
     SSIM_WINDOWS,
@@ -36,11 +39,21 @@ from talking_faces.metrics.image import (
     to_colour_space,
 )
 from talking_faces.metrics.landmarks import LMD_VARIANTS, LandmarkDistance
+from talking_faces.metrics.naturalness import Naturalness
 from talking_faces.metrics.sharpness import BLOCK, VideoCPBD
 from talking_faces.metrics.sync import CHANNEL_ORDERS, MODES, LipSyncError, lip_sync_errors
 from talking_faces.nn.syncnet import SyncNet
 
-_INT_COLUMNS = {"lse_offset", "lmd_frames_scored", "lmd_frames_failed"}
+if TYPE_CHECKING:
+    from talking_faces.metrics.fid import VideoFID
+
+_INT_COLUMNS = {
+    "lse_offset",
+    "lmd_frames_scored",
+    "lmd_frames_failed",
+    "csim_frames_scored",
+    "csim_frames_failed",
+}
 
 LandmarkModel = Callable[[torch.Tensor], Any]
 
@@ -179,15 +192,25 @@ class MetricSuite(nn.Module):
         lpips_model: an LPIPS module to use instead of loading one.
         diversity: keep :meth:`update_diversity` scores (stochastic methods).
         lse_batch_size: SyncNet windows per forward pass.
+        naturalness: score lip, head-motion and eyebrow dynamics and silent-lip stability from
+            the landmark model's points of the generated frames (needs ``landmark_model``;
+            ``update(..., silence=B,T)`` gives the silent frames, see
+            :mod:`talking_faces.metrics.naturalness`).
+        fid: a :class:`talking_faces.metrics.fid.VideoFID` (its Inception loaded), or None.
+        identity_model: a face embedder, ``N,3,H,W`` in [0,1] -> ``N,D`` (NaN rows where no face),
+            for identity similarity under ``identity_key`` (``csim_dlib``, ``csim_arcface``);
+            ``None`` leaves it out.
 
-    ``update(pred, target, waveform, target_landmarks, target_landmarks_valid, clip_ids)``:
-    ``pred``/``target`` ``B,T,3,H,W`` in [0,1], ``waveform`` ``B,S`` 16 kHz,
-    ``target_landmarks`` ``B,T,68,2`` in target-frame pixels, ``target_landmarks_valid`` ``B,T``.
+    ``update(pred, target, waveform, target_landmarks, target_landmarks_valid, clip_ids,
+    identity)``: ``pred``/``target`` ``B,T,3,H,W`` in [0,1], ``waveform`` ``B,S`` 16 kHz,
+    ``target_landmarks`` ``B,T,68,2`` in target-frame pixels, ``target_landmarks_valid`` ``B,T``,
+    ``identity`` ``B,3,H,W`` the identity images the clips were generated from.
     ``compute()`` -> ``dict[str, float]`` (keys in :data:`HIGHER_IS_BETTER`). ``per_clip()`` ->
     one dict per clip seen by this process.
     """
 
     landmark_model: LandmarkModel | None  # kept in __dict__, see __init__
+    identity_model: LandmarkModel | None  # kept in __dict__, see __init__
 
     def __init__(
         self,
@@ -198,12 +221,22 @@ class MetricSuite(nn.Module):
         lpips_model: nn.Module | None = None,
         diversity: bool = False,
         lse_batch_size: int = 64,
+        identity_model: LandmarkModel | None = None,
+        identity_key: str = "csim_dlib",
+        naturalness: bool = False,
+        fid: VideoFID | None = None,
     ) -> None:
         super().__init__()
         self.protocol = protocol if protocol is not None else Protocol()
         p = self.protocol
         # Not registered as a submodule: it may be any callable (e.g. a face-alignment wrapper).
         self.__dict__["landmark_model"] = landmark_model
+        self.__dict__["identity_model"] = identity_model
+        self.identity_key = identity_key
+        self.csim = IdentitySimilarity() if identity_model is not None else None
+        #: a VideoFID (talking_faces.metrics.fid) when the protocol scores FID
+        self.fid = fid
+        self.naturalness = Naturalness() if naturalness and landmark_model is not None else None
         if (lpips or diversity) and lpips_model is None:
             lpips_model = load_lpips()
         self.psnr = VideoPSNR()
@@ -240,6 +273,8 @@ class MetricSuite(nn.Module):
         target_landmarks: torch.Tensor | None = None,
         target_landmarks_valid: torch.Tensor | None = None,
         clip_ids: Sequence[str] | None = None,
+        identity: torch.Tensor | None = None,
+        silence: torch.Tensor | None = None,
     ) -> None:
         """Score a batch of generated clips against their targets (see the class docstring)."""
         if pred.ndim != 5 or pred.shape[:3] != target.shape[:3] or pred.shape[2] != 3:
@@ -259,26 +294,23 @@ class MetricSuite(nn.Module):
         if self.lpips is not None:
             self.lpips.update(p_res, t_res)
             columns["lpips"] = self.lpips.batch_values
+        if self.fid is not None:
+            self.fid.update(pred, target)  # a set statistic: no per-clip column
         if self.cpbd is not None:
             self.cpbd.update(p_res)
             columns["cpbd"] = self.cpbd.batch_values
-        if self.lmd is not None and target_landmarks is not None:
-            if self.landmark_model is None:  # never: self.lmd is made with a landmark model
-                raise RuntimeError("MetricSuite has an LMD metric but no landmark model")
-            pred_lmk, pred_valid = _run_landmark_model(self.landmark_model, pred)
-            # Both sets to protocol-resolution pixels: x by res / W, y by res / H.
-            pred_scale = pred_lmk.new_tensor([res / pred.shape[-1], res / pred.shape[-2]])
-            true_scale = pred_lmk.new_tensor([res / target.shape[-1], res / target.shape[-2]])
-            true_lmk = target_landmarks.to(pred_lmk.device).float() * true_scale
-            self.lmd.update(pred_lmk * pred_scale, true_lmk, pred_valid, target_landmarks_valid)
-            columns["lmd"] = self.lmd.batch_values
-            counts = self.lmd.batch_counts
-            columns["lmd_frames_scored"], columns["lmd_frames_failed"] = counts[:, 0], counts[:, 1]
+        if self.landmark_model is not None and (
+            self.naturalness is not None or target_landmarks is not None
+        ):
+            lmk = (target_landmarks, target_landmarks_valid)
+            columns.update(self._landmark_columns(pred, target, *lmk, silence))
         if self.lse is not None and waveform is not None:
             box = self._lse_crop_box(*pred.shape[-2:])
             self.lse.update(pred, waveform, crop_box=box)
             rows = self.lse.batch_values
             columns["lse_d"], columns["lse_c"], columns["lse_offset"] = rows.unbind(1)
+        if self.csim is not None and identity is not None:
+            columns.update(self._identity_columns(pred, identity))
 
         start = len(self._rows)
         for b in range(pred.shape[0]):
@@ -289,6 +321,50 @@ class MetricSuite(nn.Module):
                 value = values[b].item()
                 row[key] = int(value) if key in _INT_COLUMNS else value
             self._rows.append(row)
+
+    def _landmark_columns(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        target_landmarks: torch.Tensor | None,
+        target_valid: torch.Tensor | None,
+        silence: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """LMD and the naturalness metrics from the landmark model's points of ``pred``."""
+        if self.landmark_model is None:
+            raise RuntimeError("MetricSuite has no landmark model")
+        res = self.protocol.resolution
+        columns: dict[str, torch.Tensor] = {}
+        pred_lmk, pred_valid = _run_landmark_model(self.landmark_model, pred)
+        if self.lmd is not None and target_landmarks is not None:
+            # Both sets to protocol-resolution pixels: x by res / W, y by res / H.
+            pred_scale = pred_lmk.new_tensor([res / pred.shape[-1], res / pred.shape[-2]])
+            true_scale = pred_lmk.new_tensor([res / target.shape[-1], res / target.shape[-2]])
+            true_lmk = target_landmarks.to(pred_lmk.device).float() * true_scale
+            self.lmd.update(pred_lmk * pred_scale, true_lmk, pred_valid, target_valid)
+            columns["lmd"] = self.lmd.batch_values
+            counts = self.lmd.batch_counts
+            columns["lmd_frames_scored"], columns["lmd_frames_failed"] = counts[:, 0], counts[:, 1]
+        if self.naturalness is not None:
+            columns.update(self.naturalness.update(pred_lmk, pred_valid, silence))
+        return columns
+
+    def _identity_columns(
+        self, pred: torch.Tensor, identity: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Identity similarity of each clip's frames to its identity image (per-clip columns)."""
+        if self.csim is None or self.identity_model is None:
+            raise RuntimeError("MetricSuite has no identity model")
+        b, t = pred.shape[:2]
+        ident = torch.as_tensor(self.identity_model(identity)).float().to(pred.device)
+        frames = torch.as_tensor(self.identity_model(pred.flatten(0, 1))).float().to(pred.device)
+        self.csim.update(ident, frames.view(b, t, -1))
+        counts = self.csim.batch_counts
+        return {
+            self.identity_key: self.csim.batch_values,
+            "csim_frames_scored": counts[:, 0],
+            "csim_frames_failed": counts[:, 1],
+        }
 
     @torch.no_grad()
     def sample_lse_c(self, samples: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
@@ -342,6 +418,18 @@ class MetricSuite(nn.Module):
             out["lse_c"] = float(lse["lse_c"])
             out["lse_offset"] = float(lse["offset"])
             out["lse_abs_offset"] = float(lse["abs_offset"])
+        if self.naturalness is not None:
+            out.update(self.naturalness.compute())
+        if self.fid is not None:
+            out["fid"] = float(self.fid.compute())
+            counts = self.fid.counts()
+            out["fid_frames"], out["fid_clips"] = counts["frames"], counts["clips"]
+        if self.csim is not None:
+            out[self.identity_key] = float(self.csim.compute())
+            counts = self.csim.counts()
+            out["csim_frames_scored"] = counts["frames_scored"]
+            out["csim_frames_failed"] = counts["frames_failed"]
+            out["csim_clips_unscored"] = counts["clips_unscored"]
         if self.diversity is not None:
             for key, value in self.diversity.compute().items():
                 out[f"diversity_{key}"] = float(value)
@@ -366,6 +454,9 @@ class MetricSuite(nn.Module):
             self.cpbd,
             self.lmd,
             self.lse,
+            self.csim,
+            self.naturalness,
+            self.fid,
             self.diversity,
         ):
             if metric is not None:

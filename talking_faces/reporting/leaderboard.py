@@ -27,6 +27,19 @@ Rules:
   ranked methods, never ranked.
 - **Paper-reported rows** (``experiments/leaderboard/reported.yaml``) are shown apart, marked
   reported, and never ranked against measured rows.
+- **Ground-truth normalisation** (THEval). Each metric of
+  :data:`talking_faces.utils.normalise.GT_NORMALISED_METRICS` a group has is shown raw and as
+  ``<key>_norm`` = ``1 - |m - m_GT| / |m_GT|`` against the group's ground-truth row (same
+  protocol and pairs by construction); ``final_score`` is the unweighted mean of the normalised
+  metrics the protocol scores, their list written beside the table. A group without a
+  ground-truth row has neither (its notes say so). The raw dynamics have no direction (their
+  target is the ground truth's value): shown, never ranked or coloured better or worse.
+- **Columns by dimension** (:data:`DIMENSIONS`): quality, naturalness, synchronisation, identity,
+  then the other headline metrics and the final score; the Markdown, CSV and HTML carry the same
+  columns (:func:`table_columns`; the CSV adds every other metric with a direction after them).
+- **Per speaker.** Each pair's speaker (its identity clip's, from the per-clip CSV's ``speaker``
+  column or the dataset's ``manifest.jsonl``) splits every metric into speaker subgroups
+  (:attr:`Row.by_speaker`), shown on demand in the HTML page.
 """
 
 from __future__ import annotations
@@ -54,6 +67,14 @@ from talking_faces.evaluation.results import (
     per_clip_path,
 )
 from talking_faces.utils.io import sha256_json
+from talking_faces.utils.normalise import (
+    FINAL_SCORE,
+    GT_EPSILON,
+    GT_NORMALISED_METRICS,
+    final_score,
+    gt_normalised,
+    norm_key,
+)
 
 #: metrics shown in the Markdown and HTML tables (when a group has them), in this order; the
 #: CSV has every metric with a direction
@@ -66,6 +87,26 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 ALPHA = 0.05
 REPORTED_FIELDS = ("method", "dataset", "protocol", "metrics", "citation", "table")
+#: the table's column groups, in order (a metric a group lacks is left out); after them come the
+#: other headline metrics (``other``) and the final score (``score``)
+DIMENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("quality", ("psnr", "ssim", "lpips", "cpbd", "fid")),
+    (
+        "naturalness",
+        (
+            "lip_dynamics",
+            "lip_dynamics_norm",
+            "head_motion_dynamics",
+            "head_motion_dynamics_norm",
+            "eyebrow_dynamics",
+            "eyebrow_dynamics_norm",
+        ),
+    ),
+    ("synchronisation", ("lse_d", "lse_c", "lmd", "silent_lip_mad", "silent_lip_mad_norm")),
+    ("identity", ("csim_arcface", "csim_dlib")),
+)
+#: the keys the leaderboard computes itself (never read from a results file)
+DERIVED = frozenset([*map(norm_key, GT_NORMALISED_METRICS), FINAL_SCORE])
 
 
 # --------------------------------------------------------------------------------- statistics
@@ -177,6 +218,50 @@ def read_per_clip(results: dict[str, Any]) -> dict[str, dict[int, float]]:
     return out
 
 
+def read_pair_speakers(results: dict[str, Any]) -> dict[int, str]:
+    """Each scored pair's speaker: the per-clip CSV's ``speaker`` column where it has one, else
+    its ``identity_clip_id`` looked up in the dataset's ``manifest.jsonl`` (when that file is
+    readable here); empty when neither is."""
+    path = per_clip_path(results)
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    manifest: dict[str, str] | None = None
+    out: dict[int, str] = {}
+    for row in rows:
+        try:
+            pair = int(row["pair"])
+        except (KeyError, ValueError):
+            continue
+        speaker = row.get("speaker") or None
+        if speaker is None and row.get("identity_clip_id"):
+            if manifest is None:
+                manifest = _manifest_speakers(results.get("dataset") or {})
+            speaker = manifest.get(str(row["identity_clip_id"]))
+        if speaker:
+            out[pair] = str(speaker)
+    return out
+
+
+def _manifest_speakers(dataset: dict[str, Any]) -> dict[str, str]:
+    """clip id -> speaker of the dataset's local ``manifest.jsonl``; empty when unreadable."""
+    path = Path(str(dataset.get("path") or "")) / names.MANIFEST_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    out: dict[str, str] = {}
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("clip_id") and row.get("speaker"):
+            out[str(row["clip_id"])] = str(row["speaker"])
+    return out
+
+
 @dataclass
 class Row:
     """One leaderboard row: a method (or reference) configuration over its seeds."""
@@ -197,10 +282,23 @@ class Row:
     tie: bool | None = None
     best: bool = False
     video: dict[str, Any] | None = None
+    #: per speaker (see :attr:`Group.speakers`): each metric's mean over that speaker's pairs
+    #: (normalised ones against the ground-truth row's mean over the same pairs)
+    by_speaker: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def is_reference(self) -> bool:
         return self.kind == "baseline"
+
+    @property
+    def is_ground_truth(self) -> bool:
+        """The ground-truth reference row (no audio shift): the normalisation's reference."""
+        baseline = self.results[0].get("baseline") or {}
+        return (
+            self.is_reference
+            and self.method == names.GROUND_TRUTH
+            and not baseline.get("audio_shift")
+        )
 
 
 @dataclass
@@ -216,6 +314,22 @@ class Group:
     directions: dict[str, bool]
     metrics: list[str]
     rows: list[Row]
+    #: the raw metrics normalised against the ground-truth row, in order: the final score's
+    #: list (empty without a ground-truth row)
+    normalised: list[str] = field(default_factory=list)
+    #: lines shown under the table (what was not normalised and why)
+    notes: list[str] = field(default_factory=list)
+    #: the speakers of the group's pairs (sorted) and how many pairs each has
+    speakers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ground_truth(self) -> Row | None:
+        return next((r for r in self.rows if r.is_ground_truth), None)
+
+    @property
+    def columns(self) -> list[str]:
+        """The metric columns of the Markdown and HTML tables (and the CSV's first ones)."""
+        return table_columns(self)
 
     @property
     def ranked(self) -> list[Row]:
@@ -293,31 +407,26 @@ def _reference_order(row: Row) -> tuple[int, str]:
     return (REFERENCE_ORDER.index(name) if name in REFERENCE_ORDER else len(REFERENCE_ORDER), name)
 
 
-def build_group(members: list[dict[str, Any]]) -> Group:
-    """Rows of one comparison group, ranked (see the module docstring)."""
-    first = members[0]
-    protocol = first["protocol"]
+def _directions_and_metrics(members: list[dict[str, Any]]) -> tuple[dict[str, bool], list[str]]:
+    """The group's metric directions and the metrics its rows have: every key with a direction
+    and the raw :data:`GT_NORMALISED_METRICS` (no direction), headline ones first; what the
+    leaderboard derives (:data:`DERIVED`) is never read from a file."""
     directions: dict[str, bool] = {}
     for r in members:
         for k, v in (r.get("higher_is_better") or {}).items():
-            if v is not None:
+            if v is not None and k not in DERIVED:
                 directions.setdefault(k, bool(v))
-    present = {k for r in members for k, v in r["metrics"].items() if _is_number(v)}
-    metrics = sorted(k for k in directions if k in present)
+    for k in DERIVED:
+        directions[k] = True
+    present = {k for r in members for k, v in r["metrics"].items() if _is_number(v)} - DERIVED
+    metrics = sorted(k for k in set(directions) | set(GT_NORMALISED_METRICS) if k in present)
     metrics = [m for m in HEADLINE if m in metrics] + [m for m in metrics if m not in HEADLINE]
-    primary = protocol.get("primary_metric") or next(
-        (m for m in names.RANKING_FALLBACK if m in metrics), metrics[0] if metrics else ""
-    )
-    if primary in metrics:
-        metrics.remove(primary)
-        metrics.insert(0, primary)
-    n_pairs = int(first["pairs"].get("evaluated") or first["pairs"].get("count") or 0)
-    by_key: dict[str, list[dict[str, Any]]] = {}
-    for r in members:
-        by_key.setdefault(row_key(r), []).append(r)
-    rows = [_make_row(k, v, n_pairs, metrics) for k, v in by_key.items()]
+    return directions, metrics
 
-    higher = directions.get(primary, True)
+
+def _rank(rows: list[Row], primary: str, higher: bool) -> list[Row]:
+    """Rank the method rows on ``primary``, test each row against the best; the rows in table
+    order (ranked methods, unscored methods, references)."""
     methods = [r for r in rows if not r.is_reference]
     scored = [r for r in methods if primary in r.mean]
     scored.sort(key=lambda r: -r.mean[primary] if higher else r.mean[primary])
@@ -333,7 +442,27 @@ def build_group(members: list[dict[str, Any]]) -> Group:
                 row.p_value = paired_test(row.per_pair[primary], best.per_pair[primary])
             if not row.is_reference and row.p_value is not None:
                 row.tie = row.p_value >= ALPHA
-    return Group(
+    return [*scored, *unscored, *refs]
+
+
+def build_group(members: list[dict[str, Any]]) -> Group:
+    """Rows of one comparison group, ranked, normalised against its ground-truth row and split
+    by speaker (see the module docstring)."""
+    first = members[0]
+    protocol = first["protocol"]
+    directions, metrics = _directions_and_metrics(members)
+    primary = protocol.get("primary_metric") or next(
+        (m for m in names.RANKING_FALLBACK if m in metrics), metrics[0] if metrics else ""
+    )
+    if primary in metrics:
+        metrics.remove(primary)
+        metrics.insert(0, primary)
+    n_pairs = int(first["pairs"].get("evaluated") or first["pairs"].get("count") or 0)
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in members:
+        by_key.setdefault(row_key(r), []).append(r)
+    rows = [_make_row(k, v, n_pairs, metrics) for k, v in by_key.items()]
+    group = Group(
         key=comparison_key(first),
         dataset=first["dataset"],
         split=str(first["split"]),
@@ -342,8 +471,190 @@ def build_group(members: list[dict[str, Any]]) -> Group:
         primary=primary,
         directions=directions,
         metrics=metrics,
-        rows=[*scored, *unscored, *refs],
+        rows=_rank(rows, primary, directions.get(primary, True)),
     )
+    normalise_group(group)
+    split_by_speaker(group, _pair_speakers(members, n_pairs))
+    return group
+
+
+# --------------------------------------------------------------------------------- normalisation
+def normalised_interval(ci: tuple[float, float], gt_value: float) -> tuple[float, float]:
+    """The image of a raw interval under :func:`gt_normalised` (the ground truth held fixed):
+    its top is 1 when the interval holds the ground truth's value.
+
+    >>> normalised_interval((0.5, 1.5), 1.0), normalised_interval((2.0, 3.0), 1.0)
+    ((0.5, 1.0), (-1.0, 0.0))
+    """
+    ends = sorted(gt_normalised(v, gt_value) for v in ci)
+    top = 1.0 if min(ci) <= gt_value <= max(ci) else ends[1]
+    return ends[0], top
+
+
+def _seed_std(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _normalise_row(row: Row, gt: Row, metrics: list[str]) -> None:
+    """``<key>_norm`` of each of ``metrics`` the row has (mean, interval, std over seeds of the
+    per-seed values) and, when it has them all, ``final_score``."""
+    per_seed: list[dict[str, float]] = [{} for _ in row.results]
+    for m in metrics:
+        if m not in row.mean:
+            continue
+        g, k = gt.mean[m], norm_key(m)
+        row.mean[k] = gt_normalised(row.mean[m], g)
+        ci = row.ci.get(m)
+        row.ci[k] = normalised_interval(ci, g) if ci else None
+        for i, r in enumerate(row.results):
+            v = r["metrics"].get(m)
+            if _is_number(v):
+                per_seed[i][k] = gt_normalised(float(v), g)
+        row.std[k] = _seed_std([s[k] for s in per_seed if k in s])
+    keys = [norm_key(m) for m in metrics]
+    if keys and all(k in row.mean for k in keys):
+        row.mean[FINAL_SCORE] = final_score(row.mean, keys)
+        row.ci[FINAL_SCORE] = None
+        row.std[FINAL_SCORE] = _seed_std(
+            [final_score(s, keys) for s in per_seed if all(k in s for k in keys)]
+        )
+
+
+def normalise_group(group: Group) -> None:
+    """Normalise every row of ``group`` against its ground-truth row (``group.normalised``, the
+    final score's list); ``group.notes`` says what could not be normalised and why."""
+    raw = [m for m in GT_NORMALISED_METRICS if m in group.metrics]
+    if not raw:
+        return
+    gt = group.ground_truth
+    if gt is None:
+        group.notes.append(
+            f"No {names.GROUND_TRUTH} row in this group, so no normalised columns and no "
+            f"final score: {', '.join(raw)} are shown raw only (add `talking-faces evaluate "
+            f"--baseline {names.GROUND_TRUTH}` under the same protocol and pairs)."
+        )
+        return
+    for m in raw:
+        ref = gt.mean.get(m)
+        if ref is None or not abs(ref) > GT_EPSILON:
+            why = "has no value" if ref is None else f"is {fmt(ref)}"
+            group.notes.append(
+                f"{m} is not normalised and not in the final score: the {names.GROUND_TRUTH} "
+                f"row's value {why}."
+            )
+        else:
+            group.normalised.append(m)
+    for row in group.rows:
+        _normalise_row(row, gt, group.normalised)
+    if group.normalised:
+        group.metrics += [norm_key(m) for m in group.normalised] + [FINAL_SCORE]
+
+
+def final_score_text(group: Group) -> str:
+    """The line beside the table that says what the final score averages."""
+    keys = ", ".join(norm_key(m) for m in group.normalised)
+    return (
+        f"{FINAL_SCORE} = unweighted mean of {keys} (THEval: each 1 - |m - m_GT| / |m_GT| "
+        f"against this group's {names.GROUND_TRUTH} row, not clipped; 1 is the ground truth). "
+        "Normalised cells: the normalised mean [the raw interval's image, ground truth held "
+        "fixed]."
+    )
+
+
+def undirected_text(group: Group) -> str | None:
+    """The note on the raw metrics without a direction, when the group has any."""
+    raw = [m for m in table_columns(group) if m not in group.directions]
+    if not raw:
+        return None
+    return (
+        f"{', '.join(raw)}: no direction (the target is the {names.GROUND_TRUTH} row's value); "
+        "shown raw, neither ranked nor coloured better or worse."
+    )
+
+
+# --------------------------------------------------------------------------------- speakers
+def _pair_speakers(members: list[dict[str, Any]], n_pairs: int) -> dict[int, str]:
+    """Each pair's speaker, from the members' per-clip CSVs (the first that names all wins)."""
+    out: dict[int, str] = {}
+    for r in members:
+        out.update({k: v for k, v in read_pair_speakers(r).items() if 0 <= k < n_pairs})
+        if len(out) == n_pairs:
+            break
+    return out
+
+
+def split_by_speaker(group: Group, pair_speakers: dict[int, str]) -> None:
+    """Fill ``group.speakers`` and each row's ``by_speaker``: every metric with per-pair values
+    averaged over each speaker's pairs; the normalised metrics and the final score against the
+    ground-truth row's mean over the same pairs."""
+    if not pair_speakers:
+        return
+    pairs = {
+        s: np.array(sorted(p for p, sp in pair_speakers.items() if sp == s))
+        for s in sorted(set(pair_speakers.values()))
+    }
+    group.speakers = {s: len(v) for s, v in pairs.items()}
+    raw = [m for m in group.metrics if m not in DERIVED]
+    for row in group.rows:
+        for s, idx in pairs.items():
+            values: dict[str, float] = {}
+            for m in raw:
+                per_pair = row.per_pair.get(m)
+                x = per_pair[idx] if per_pair is not None else np.empty(0)
+                x = x[np.isfinite(x)]
+                if x.size:
+                    values[m] = float(x.mean())
+            row.by_speaker[s] = values
+    gt, keys = group.ground_truth, [norm_key(m) for m in group.normalised]
+    if gt is None or not keys:
+        return
+    for row in group.rows:
+        for s, values in row.by_speaker.items():
+            ref = gt.by_speaker[s]
+            for m in group.normalised:
+                if m in values and m in ref and abs(ref[m]) > GT_EPSILON:
+                    values[norm_key(m)] = gt_normalised(values[m], ref[m])
+            if all(k in values for k in keys):
+                values[FINAL_SCORE] = final_score(values, keys)
+
+
+# --------------------------------------------------------------------------------- columns
+def _column_rank(metric: str) -> tuple[int, int]:
+    for i, m in enumerate(m for _, dim in DIMENSIONS for m in dim):
+        if m == metric:
+            return (0, i)
+    if metric == FINAL_SCORE:
+        return (3, 0)
+    if metric in HEADLINE:
+        return (1, HEADLINE.index(metric))
+    return (2, 0)
+
+
+def table_columns(group: Group) -> list[str]:
+    """The group's table columns: its metrics of :data:`DIMENSIONS`, the other headline
+    metrics, the primary metric, the final score; in that order."""
+    shown = {m for m in group.metrics if _column_rank(m)[0] != 2 or m == group.primary}
+    return sorted(shown, key=lambda m: (_column_rank(m), m))
+
+
+def dimension_of(metric: str) -> str:
+    """The column group of ``metric``: a :data:`DIMENSIONS` name, ``score`` or ``other``."""
+    for name, dim in DIMENSIONS:
+        if metric in dim:
+            return name
+    return "score" if metric == FINAL_SCORE else "other"
+
+
+def column_groups(columns: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``columns`` as consecutive runs of one dimension: ``[(dimension, [metric, ...]), ...]``."""
+    out: list[tuple[str, list[str]]] = []
+    for m in columns:
+        d = dimension_of(m)
+        if out and out[-1][0] == d:
+            out[-1][1].append(m)
+        else:
+            out.append((d, [m]))
+    return out
 
 
 # --------------------------------------------------------------------------------- inputs
@@ -463,6 +774,23 @@ def arrow(group: Group, metric: str) -> str:
     return "↑" if d else "↓" if d is not None else ""
 
 
+def heading(group: Group, metric: str) -> str:
+    """A metric column's heading: its key and direction arrow (none for no direction)."""
+    return f"{metric} {arrow(group, metric)}".rstrip()
+
+
+def rank_text(row: Row) -> str:
+    return str(row.rank) if row.rank is not None else ("ref" if row.is_reference else "–")
+
+
+def table_notes(group: Group) -> list[str]:
+    """The lines under a group's table: the final score's list, the metrics without a
+    direction, what was not normalised."""
+    lines = [final_score_text(group)] if group.normalised else []
+    undirected = undirected_text(group)
+    return lines + ([undirected] if undirected else []) + group.notes
+
+
 def status_text(row: Row) -> str:
     if row.best:
         return "best"
@@ -518,6 +846,29 @@ def protocol_card(group: Group) -> list[tuple[str, str]]:
     ]
 
 
+def _markdown_group(n: int, g: Group) -> list[str]:
+    """One group's section: heading, protocol card, columns by dimension, table, notes."""
+    lines = [f"## {n}. {g.title}", ""]
+    lines += [f"- {k}: {v}" for k, v in protocol_card(g)]
+    shown = g.columns
+    dims = "; ".join(f"{d}: {', '.join(ms)}" for d, ms in column_groups(shown))
+    lines += [f"- columns by dimension: {dims}", ""]
+    head = ["rank", "method", "seeds", *[heading(g, m) for m in shown]]
+    head += [f"p ({g.primary})", ""]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---:", "---", "---:"] + ["---"] * (len(head) - 3)) + "|")
+    for r in g.rows:
+        cells = [rank_text(r), r.label, str(len(r.seeds))]
+        cells += [cell(r, m) for m in shown]
+        cells += [fmt(r.p_value, 3) if r.p_value is not None else "–", status_text(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    notes = table_notes(g)
+    if notes:
+        lines += ["Notes:", "", *[f"- {x}" for x in notes], ""]
+    return lines
+
+
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard as Markdown: one table per group, then the reported rows."""
     lines = [f"# {board.title}", ""]
@@ -533,21 +884,7 @@ def to_markdown(board: Leaderboard) -> str:
         "",
     ]
     for n, g in enumerate(board.groups, 1):
-        lines += [f"## {n}. {g.title}", ""]
-        lines += [f"- {k}: {v}" for k, v in protocol_card(g)]
-        lines.append("")
-        shown = [m for m in g.metrics if m in HEADLINE or m == g.primary]
-        head = ["rank", "method", "seeds", *[f"{m} {arrow(g, m)}" for m in shown]]
-        head += [f"p ({g.primary})", ""]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "|".join(["---:", "---", "---:"] + ["---"] * (len(head) - 3)) + "|")
-        for r in g.rows:
-            rank = str(r.rank) if r.rank is not None else ("ref" if r.is_reference else "–")
-            cells = [rank, r.label, str(len(r.seeds))]
-            cells += [cell(r, m) for m in shown]
-            cells += [fmt(r.p_value, 3) if r.p_value is not None else "–", status_text(r)]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _markdown_group(n, g)
     lines += ["## Reported in papers (not measured here; never ranked)", ""]
     if not board.reported:
         lines.append(
@@ -570,14 +907,21 @@ def to_markdown(board: Leaderboard) -> str:
 
 
 # --------------------------------------------------------------------------------- CSV
+def csv_metrics(board: Leaderboard) -> list[str]:
+    """The CSV's metrics: the groups' table columns (:func:`table_columns`, in their order),
+    then every other metric of the groups and the reported rows, by name."""
+    shown = {m for g in board.groups for m in g.columns}
+    rest = {m for g in board.groups for m in g.metrics} | {
+        k for r in board.reported for k in r["metrics"]
+    }
+    return sorted(shown, key=lambda m: (_column_rank(m), m)) + sorted(rest - shown)
+
+
 def to_csv(board: Leaderboard) -> str:
-    """One line per row of every group (every metric with a direction: mean, std over seeds,
-    interval bounds) and one per reported row (``source`` reported)."""
-    metrics = sorted({m for g in board.groups for m in g.metrics})
-    reported_metrics = sorted({k for r in board.reported for k in r["metrics"]})
-    for m in reported_metrics:
-        if m not in metrics:
-            metrics.append(m)
+    """One line per row of every group (each metric of :func:`csv_metrics`: mean, std over
+    seeds, interval bounds; ``final_score_of``: the normalised metrics the final score averages;
+    ``notes``: the table's notes) and one per reported row (``source`` reported)."""
+    metrics = csv_metrics(board)
     buf = io.StringIO()
     w = csv.writer(buf)
     header = [
@@ -598,6 +942,8 @@ def to_csv(board: Leaderboard) -> str:
         "protocol",
         "protocol_sha256",
         "citation",
+        "final_score_of",
+        "notes",
     ]
     for m in metrics:
         header += [f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
@@ -622,6 +968,8 @@ def to_csv(board: Leaderboard) -> str:
                 g.protocol.get("name"),
                 g.key[2],
                 "",
+                " ".join(norm_key(m) for m in g.normalised),
+                " ".join(table_notes(g)),
             ]
             for m in metrics:
                 ci = r.ci.get(m)
@@ -635,6 +983,7 @@ def to_csv(board: Leaderboard) -> str:
     for rep in board.reported:
         line = ["", "reported", "reported", "", rep["method"], rep["method"], "", "", "", "", ""]
         line += ["", rep["dataset"], "", rep["protocol"], "", f"{rep['citation']}, {rep['table']}"]
+        line += ["", ""]
         for m in metrics:
             line += [_num(rep["metrics"].get(m)), "", "", ""]
         w.writerow(line)
@@ -646,18 +995,25 @@ def _num(x: float | None) -> str:
 
 
 __all__ = [
+    "DIMENSIONS",
     "Group",
     "Leaderboard",
     "Row",
     "bootstrap_ci",
     "build_group",
     "build_leaderboard",
+    "column_groups",
+    "csv_metrics",
     "default_reported",
     "find_results",
     "load_reported",
     "paired_test",
+    "normalise_group",
+    "read_pair_speakers",
     "read_per_clip",
     "row_key",
+    "split_by_speaker",
+    "table_columns",
     "to_csv",
     "to_markdown",
 ]

@@ -228,7 +228,8 @@ _TABLE: list[Asset] = [
         "dlib's 68-point face landmark model (iBUG 300-W point set)",
         "package CC0-1.0, but trained on iBUG 300-W, whose licence excludes commercial use: "
         "not for commercial products",
-        "68-point landmarks with dlib (a landmark backend beside fan)",
+        "landmark backend dlib (prepare --landmarks dlib, generate --landmark-backend dlib); "
+        "LMD of protocol chen2018-lmd (landmarks: dlib); identity similarity (identity: dlib)",
     ),
     Asset(
         "dlib-mmod-detector",
@@ -256,7 +257,7 @@ _TABLE: list[Asset] = [
         ),
         "dlib's ResNet face embedding (128-d)",
         "CC0-1.0 (package licence)",
-        "identity similarity of generated and real faces",
+        "identity similarity csim_dlib: protocols with identity: dlib (default)",
     ),
     Asset(
         "lpips-alex-backbone",
