@@ -111,6 +111,14 @@ def _score_in_process(fabric: Any, req: EvaluationRequest) -> Scored | None | _F
         return score(req)
     except UserError as exc:  # raised alike in every process: each stops before a collective
         return _Failure(str(exc))
+    finally:
+        # Every collective is done here. Tear the group down before the process exits: left to
+        # the interpreter's shutdown, gloo's threads were sometimes destroyed while joinable
+        # ("terminate called without an active exception", SIGABRT) on a loaded machine.
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 __all__ = ["TIMEOUT", "score_on_devices"]
