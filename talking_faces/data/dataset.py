@@ -74,7 +74,7 @@ from torchvision.io import decode_jpeg
 from talking_faces.config.choices import AudioFeature, AudioPad
 from talking_faces.data import storage
 from talking_faces.data.format import WAVEPAD_ROWS, jpeg_offsets
-from talking_faces.data.silence import silence_mask
+from talking_faces.data.silence import silence_mask, vad_silence_mask
 from talking_faces.errors import UserError
 from talking_faces.names import (
     FEATURES_PER_FRAME,
@@ -484,13 +484,15 @@ class TestPairDataset(torch.utils.data.Dataset):
     Item: ``identity`` (3, H, W) uint8 = frame 0 of the identity clip; for the whole audio clip
     (T frames): ``frames`` (T, 3, H, W) uint8 real frames, ``audio`` (T, W, F), ``waveform``
     (T*640,), ``landmarks`` (T, 68, 2), ``landmarks_valid`` (T,), ``silence`` (T,) bool (the
-    frames in a pause of at least 300 ms by the audio clip's word alignment,
-    :func:`talking_faces.data.silence.silence_mask`) and ``silence_known`` (whether the layout
-    has word alignments: GRID and the synthetic corpus; else ``silence`` is all False);
-    ``speaker`` and ``word`` of the
-    audio clip (word: the clip's word, -1 for GRID), ``start`` 0, ``clip_id`` = the audio clip,
-    ``identity_clip_id``, ``kind`` (``same-clip`` | ``cross-clip``). Use ``batch_size=1`` unless
-    all clips have the same length. ``sha256`` is the pair list's hash from ``pairs.json``.
+    frames in a pause of at least 300 ms: by the audio clip's word alignment where the layout has
+    them, GRID and the synthetic corpus, :func:`talking_faces.data.silence.silence_mask`; else,
+    LRW and a folder of videos, by webrtcvad on its waveform,
+    :func:`talking_faces.data.silence.vad_silence_mask`), ``silence_known`` (True: every layout
+    has a silence mask) and ``silence_source`` (``alignments`` | ``vad``); ``speaker`` and
+    ``word`` of the audio clip (word: the clip's word, -1 for GRID), ``start`` 0, ``clip_id`` =
+    the audio clip, ``identity_clip_id``, ``kind`` (``same-clip`` | ``cross-clip``). Use
+    ``batch_size=1`` unless all clips have the same length. ``sha256`` is the pair list's hash
+    from ``pairs.json``.
     """
 
     __test__ = False  # a dataset, not a pytest test class (its name starts with "Test")
@@ -507,8 +509,11 @@ class TestPairDataset(torch.utils.data.Dataset):
         self._input_dir = prepared.shard_dir(self.split)
         self._cache_dir = cache_dir
         self._ds: StreamingDataset | None = None
-        #: only GRID's layout (and the synthetic corpus, written as GRID) has word alignments
-        self.silence_known = prepared.meta.get("layout") == "grid"
+        #: where the items' silences come from: only GRID's layout (and the synthetic corpus,
+        #: written as GRID) has word alignments; LRW's and a folder's clips go through webrtcvad
+        self.silence_source = "alignments" if prepared.meta.get("layout") == "grid" else "vad"
+        #: every item has a silence mask (kept for the evaluation loop and older callers)
+        self.silence_known = True
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -519,8 +524,8 @@ class TestPairDataset(torch.utils.data.Dataset):
         return self._ds[self._index[clip_id]]
 
     def _silence(self, raw: dict[str, Any], t: int) -> np.ndarray:
-        if not self.silence_known:
-            return np.zeros(t, dtype=bool)
+        if self.silence_source == "vad":
+            return vad_silence_mask(np.asarray(raw["waveform"], np.float32), t)
         return silence_mask(np.asarray(raw["words"]).reshape(-1, 3)[:, :2].astype(np.int64), t)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -541,6 +546,7 @@ class TestPairDataset(torch.utils.data.Dataset):
             "landmarks_valid": torch.from_numpy(np.array(raw["landmarks_valid"], bool)),
             "silence": torch.from_numpy(self._silence(raw, t)),
             "silence_known": self.silence_known,
+            "silence_source": self.silence_source,
             "speaker": int(raw["speaker"]),
             "word": int(raw["word"]),
             "clip_id": pair["audio"],

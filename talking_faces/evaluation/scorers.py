@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 #: the raw landmark statistics a protocol with ``naturalness: true`` scores
 NATURALNESS_KEYS = ("lip_dynamics", "head_motion_dynamics", "eyebrow_dynamics", "silent_lip_mad")
 #: where silent-lip stability takes its silences from
-SILENCE_SOURCE = "word alignments (GRID layout; >= 300 ms); none elsewhere"
+SILENCE_SOURCE = (
+    "word alignments where the layout has them (GRID, synthetic), "
+    "else webrtcvad (mode 2, 20 ms frames); >= 300 ms"
+)
 #: per expert: how messages name it and the flag that passes another file
 _EXPERT_LABELS = {"syncnet": "SyncNet", "landmarks": "landmark"}
 _EXPERT_FLAGS = {"syncnet": "--syncnet", "landmarks": "--landmarks-model"}

@@ -3,12 +3,14 @@ after THEval (Chen et al., CVPR 2026), adapted to the iBUG 68-point layout.
 
 68-point landmarks of a clip's frames ``B,T,68,2`` (the generated frames through the protocol's
 landmark model; the ground-truth row's real frames the same way) [+ a per-frame silence mask,
-:func:`silence_mask` of the clip's word alignment] -> one statistic per clip -> mean over the clips
-that could be scored (:class:`LipDynamics`, :class:`HeadMotionDynamics`,
-:class:`EyebrowDynamics`, :class:`SilentLipStability`) -> results JSON; then, per comparison
-group, each method's mean against the ground-truth row's (:func:`gt_normalised`) and the
-unweighted mean of the normalised metrics (:func:`final_score`); both are torch-free arithmetic
-in :mod:`talking_faces.utils.normalise`, re-exported here (the leaderboard imports them there).
+:func:`silence_mask` of the clip's word alignment, or webrtcvad's
+(:func:`talking_faces.data.silence.vad_silence_mask`) where the layout has none] -> one statistic
+per clip -> mean over the clips that could be scored (:class:`LipDynamics`,
+:class:`HeadMotionDynamics`, :class:`EyebrowDynamics`, :class:`SilentLipStability`) -> results
+JSON; then, per comparison group, each method's mean against the ground-truth row's
+(:func:`gt_normalised`) and the unweighted mean of the normalised metrics (:func:`final_score`);
+both are torch-free arithmetic in :mod:`talking_faces.utils.normalise`, re-exported here (the
+leaderboard imports them there).
 
 Every length is divided by the inter-ocular distance (IOD): the distance between the outer eye
 corners 36 and 45 of the same frame, so every value is scale-free (the same for a clip at 64 px
