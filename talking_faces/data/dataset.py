@@ -126,7 +126,9 @@ def read_root_text(root: str | Path, name: str) -> str:
 
 
 #: meta.json fields that say where and when a dataset was prepared, not what it holds
-VOLATILE_META: tuple[str, ...] = ("created", "source")
+#: (``config_sha256``: the config is in the identity itself; in datasets prepared before it was
+#: made of the settings alone it also hashed the ``source`` path)
+VOLATILE_META: tuple[str, ...] = ("created", "source", "config_sha256")
 
 
 @dataclass
@@ -148,9 +150,10 @@ class PreparedDataset:
 
     def identity_sha256(self) -> str:
         """sha256 of what the data is, not where or when it was made: ``meta.json`` without
-        its ``created`` time and ``source`` path, and every manifest row (clip, split, status,
-        source sha256). Two preparations of the same raw clips with the same settings have the
-        same identity wherever they ran; results compare only within one identity."""
+        its ``created`` time, ``source`` path and ``config_sha256``, and every manifest row
+        (clip, split, status, source sha256). Two preparations of the same raw clips with the
+        same settings have the same identity wherever they ran; results compare only within one
+        identity."""
         from talking_faces.utils.io import sha256_json
 
         meta = {k: v for k, v in self.meta.items() if k not in VOLATILE_META}

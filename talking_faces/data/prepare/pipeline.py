@@ -764,6 +764,8 @@ def _dataset_meta(
         "splits": {s: split_index[s] for s in SPLITS},
         "pairs_sha256": pairs["sha256"],
         "config": config,
-        "config_sha256": sha256_json(config),
+        # Of the settings alone: ``source`` is where the raw corpus lay on the machine that
+        # prepared it, and the dataset's identity (which keeps this hash) must not depend on it.
+        "config_sha256": sha256_json({k: v for k, v in config.items() if k != "source"}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

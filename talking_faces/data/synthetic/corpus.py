@@ -311,6 +311,45 @@ def _pcm16(wave_f32: np.ndarray) -> np.ndarray:
     return np.round(np.clip(wave_f32, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
+#: FFmpeg CPU flags every x86-64 CPU has (MMX, MMXEXT, SSE, SSE2, CMOV). FFmpeg's native AAC
+#: encoder gives other bytes with its AVX2/FMA3 float kernels than with its SSE ones; with these
+#: flags forced while a clip is encoded, every x86-64 CPU runs the same kernels.
+_FFMPEG_BASELINE_FLAGS = 0x1 | 0x2 | 0x8 | 0x10 | 0x1000
+
+
+@lru_cache(maxsize=1)
+def _libavutil() -> Any:
+    """PyAV's libavutil (for ``av_force_cpu_flags``), or None where it cannot be found."""
+    import ctypes
+    import glob
+
+    folder = Path(av.__file__).resolve().parent
+    for pattern in ("../av.libs/libavutil*.so*", "../av/.dylibs/libavutil*.dylib"):
+        found = sorted(glob.glob(str(folder / pattern)))
+        if found:
+            try:
+                return ctypes.CDLL(found[0])
+            except OSError:
+                return None
+    return None
+
+
+@contextlib.contextmanager
+def _ffmpeg_baseline_cpu() -> Any:
+    """Encode with FFmpeg's baseline x86-64 kernels (see :data:`_FFMPEG_BASELINE_FLAGS`)."""
+    import platform
+
+    lib = _libavutil() if platform.machine().lower() in ("x86_64", "amd64") else None
+    if lib is None:
+        yield
+        return
+    lib.av_force_cpu_flags(_FFMPEG_BASELINE_FLAGS)
+    try:
+        yield
+    finally:
+        lib.av_force_cpu_flags(-1)  # back to detection
+
+
 def _encode_av(
     path: Path,
     frames: np.ndarray,
@@ -420,14 +459,18 @@ def write_clip(clip: Clip, root: Path) -> list[Path]:
             text = "\n".join(grid_align_lines(clip.word_times)) + "\n"
             stack.enter_context(atomic_path(paths["align"])).write_text(text)
             audio = speech.resample(clip.waveform, SAMPLE_RATE, MPG_AUDIO_RATE)
-            _encode_av(tmp_video, clip.frames, audio, MPG_AUDIO_RATE, "mpeg", "mpeg1video", "mp2")
+            with _ffmpeg_baseline_cpu():
+                _encode_av(
+                    tmp_video, clip.frames, audio, MPG_AUDIO_RATE, "mpeg", "mpeg1video", "mp2"
+                )
         else:
             assert clip.target_duration is not None
             word = spec.words[spec.target or 0].upper()
             text = f"Text: {word}\nDuration: {clip.target_duration:.2f} seconds\n"
             stack.enter_context(atomic_path(paths["text"])).write_text(text)
             audio = speech.resample(clip.waveform, SAMPLE_RATE, LRW_AUDIO_RATE)
-            _encode_av(tmp_video, clip.frames, audio, LRW_AUDIO_RATE, "mp4", "libx264", "aac")
+            with _ffmpeg_baseline_cpu():
+                _encode_av(tmp_video, clip.frames, audio, LRW_AUDIO_RATE, "mp4", "libx264", "aac")
     return list(paths.values())
 
 

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from talking_faces.data.synthetic import detmath
+
 Color = tuple[int, int, int]
 #: face units -> the flat pixel list PIL draws (the pose of one frame, supersampled)
 _Transform = Callable[[np.ndarray], list[float]]
@@ -161,7 +163,9 @@ def _scale_colour(a: Color, f: float) -> Color:
 
 
 def _colour_distance(a: Color, b: Color) -> float:
-    return float(np.linalg.norm(np.subtract(a, b, dtype=np.float64)))
+    return math.sqrt(
+        sum((float(x) - float(y)) * (float(x) - float(y)) for x, y in zip(a, b, strict=True))
+    )
 
 
 @lru_cache(maxsize=256)
@@ -258,14 +262,23 @@ def _catmull_rom(num_points: int, per_segment: int, closed: bool) -> np.ndarray:
     return np.asarray(rows)
 
 
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for a few columns of ``a``, summed in a fixed order: numpy's matmul goes through
+    BLAS, whose kernel (and so the last bits of the result) depends on the CPU."""
+    out = np.zeros((a.shape[0], b.shape[1]))
+    for i in range(a.shape[1]):
+        out += a[:, i : i + 1] * b[i]
+    return out
+
+
 def _spline(points: np.ndarray, per_segment: int, closed: bool) -> np.ndarray:
-    return _catmull_rom(len(points), per_segment, closed) @ points
+    return _matmul(_catmull_rom(len(points), per_segment, closed), points)
 
 
 @lru_cache(maxsize=8)
 def _unit_circle(n: int) -> np.ndarray:
     a = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    return np.stack([np.cos(a), np.sin(a)], axis=1)
+    return np.stack([detmath.cos(a), detmath.sin(a)], axis=1)
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 20) -> np.ndarray:
@@ -279,15 +292,16 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 20) -> np.ndar
 def _jaw(style: FaceStyle, drop: float) -> np.ndarray:
     """Jaw contour 0..16 (image left to right through the chin); ``drop`` lowers the chin."""
     theta = np.linspace(0.0, np.pi, 17)
-    c, s = np.cos(theta), np.sin(theta)
+    c, s = detmath.cos(theta), detmath.sin(theta)
     e = 2.0 / style.jaw_square
-    x = -style.face_width * np.sign(c) * np.abs(c) ** e
-    y = style.eye_y + 0.02 + style.jaw_length * np.abs(s) ** e
+    x = -style.face_width * np.sign(c) * detmath.power(np.abs(c), e)
+    y = style.eye_y + 0.02 + style.jaw_length * detmath.power(np.abs(s), e)
     # Narrow the chin region by how pointed the chin is.
-    taper = 1.0 - (1.0 - style.chin_width) * 0.35 * s**6
+    s3 = s * s * s
+    taper = 1.0 - (1.0 - style.chin_width) * 0.35 * (s3 * s3)
     x = x * taper
     # The jaw hinges near the ears: points towards the chin drop most when the mouth opens.
-    y = y + drop * s**3
+    y = y + drop * s3
     return np.stack([x, y], axis=1)
 
 
@@ -298,7 +312,7 @@ def _brow(style: FaceStyle, side: int, raise_: float) -> np.ndarray:
     u = np.linspace(0.0, 1.0, 5)  # 0 outer .. 1 inner
     x = outer + (inner - outer) * u
     base = style.eye_y - style.brow_gap - 0.06 * raise_
-    arch = (style.brow_arch + 0.025 * max(raise_, 0.0)) * np.sin(np.pi * (0.25 + 0.75 * u))
+    arch = (style.brow_arch + 0.025 * max(raise_, 0.0)) * detmath.sin(np.pi * (0.25 + 0.75 * u))
     y = base - arch - style.brow_tilt * (1.0 - u) + 0.015 * u
     pts = np.stack([x * side, y], axis=1)
     return pts if side < 0 else pts[::-1]
@@ -373,7 +387,7 @@ def _mouth(style: FaceStyle, state: FaceState) -> tuple[np.ndarray, float]:
         return ym + (yc - ym) * np.clip(np.abs(x) / half, 0, 1) ** 2
 
     def open_shape(x: np.ndarray) -> np.ndarray:
-        return np.clip(1.0 - (x / iw) ** 2, 0.0, 1.0) ** power
+        return detmath.power(np.clip(1.0 - (x / iw) ** 2, 0.0, 1.0), power)
 
     def thick(x: np.ndarray) -> np.ndarray:
         return 0.3 + 0.7 * np.sqrt(np.clip(1.0 - (x / hw) ** 2, 0.0, 1.0))
@@ -414,14 +428,16 @@ def pose_matrix(style: FaceStyle, state: FaceState, size: int) -> np.ndarray:
     """(2, 3) similarity transform from face units to output-frame pixels (centres at integers)."""
     s = style.unit * size * state.scale
     a = math.radians(state.rotation)
-    c, si = math.cos(a) * s, math.sin(a) * s
+    c, si = float(detmath.cos(a)) * s, float(detmath.sin(a)) * s
     cx = size * (0.5 + style.offset[0] + state.tx) - 0.5
     cy = size * (0.5 + style.offset[1] + state.ty) - 0.5
     return np.array([[c, -si, cx], [si, c, cy]])
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return pts @ m[:, :2].T + m[:, 2]
+    """``pts @ m[:, :2].T + m[:, 2]``, elementwise in a fixed order (no BLAS)."""
+    x = pts[..., 0:1] * m[:, 0] + pts[..., 1:2] * m[:, 1]
+    return x + m[:, 2]
 
 
 def face_landmarks(style: FaceStyle, state: FaceState, size: int) -> np.ndarray:
@@ -451,8 +467,8 @@ def _skull_arc(style: FaceStyle, n: int = 24) -> np.ndarray:
     """Top of the head from jaw point 16 over the top to jaw point 0 (right to left)."""
     y0 = style.eye_y + 0.02
     a = np.linspace(0.0, np.pi, n + 2)[1:-1]
-    x = style.face_width * np.cos(a)
-    y = y0 - style.skull_height * np.sin(a) ** 0.85
+    x = style.face_width * detmath.cos(a)
+    y = y0 - style.skull_height * detmath.power(detmath.sin(a), 0.85)
     return np.stack([x, y], axis=1)
 
 
@@ -472,7 +488,7 @@ def _hair_shapes(style: FaceStyle) -> tuple[np.ndarray | None, np.ndarray, np.nd
         sides = y0 + 0.08
 
         def edge(t: np.ndarray) -> np.ndarray:
-            return hair_y + 0.14 + 0.025 * np.cos(t * 11.0) - 0.04 * t**2
+            return hair_y + 0.14 + 0.025 * detmath.cos(t * 11.0) - 0.04 * t**2
 
     elif style.hair_style == "side":
         sides = y0 + 0.1
@@ -493,12 +509,13 @@ def _hair_shapes(style: FaceStyle) -> tuple[np.ndarray | None, np.ndarray, np.nd
             return hair_y + 0.26 * t**2
 
     a = np.linspace(np.pi, 2.0 * np.pi, 33)  # image left, over the top, to the right
-    arc = np.stack([(fw + vol) * np.cos(a), y0 + (h + 1.3 * vol) * np.sin(a)], axis=1)
+    arc = np.stack([(fw + vol) * detmath.cos(a), y0 + (h + 1.3 * vol) * detmath.sin(a)], axis=1)
     cap = np.concatenate([arc, [[fw + 0.4 * vol, sides + 0.06], [-fw - 0.4 * vol, sides + 0.06]]])
     # Fringe: just outside the skull arc from the right temple over the top to the left one,
     # down the left side burn, then the hairline back to the right.
     b = np.linspace(0.0, np.pi, 33)
-    skull = np.stack([1.01 * fw * np.cos(b), y0 - 1.01 * h * np.abs(np.sin(b)) ** 0.85], axis=1)
+    sb = detmath.power(np.abs(detmath.sin(b)), 0.85)
+    skull = np.stack([1.01 * fw * detmath.cos(b), y0 - 1.01 * h * sb], axis=1)
     xs = np.linspace(-fw * 1.01, fw * 1.01, 33)
     line = np.stack([xs, np.minimum(edge(xs / fw), sides)], axis=1)
     fringe = np.concatenate([skull, [[-fw * 1.01, sides]], line, [[fw * 1.01, sides]]])
@@ -506,7 +523,7 @@ def _hair_shapes(style: FaceStyle) -> tuple[np.ndarray | None, np.ndarray, np.nd
     if style.hair_style == "long":
         a2 = np.linspace(np.pi, 2.0 * np.pi, 25)
         r = fw + vol + 0.06
-        crown = np.stack([r * np.cos(a2), y0 + (h + 1.4 * vol) * np.sin(a2)], axis=1)
+        crown = np.stack([r * detmath.cos(a2), y0 + (h + 1.4 * vol) * detmath.sin(a2)], axis=1)
         back = np.concatenate(
             [
                 crown,
@@ -546,7 +563,7 @@ def _static_shapes(style: FaceStyle) -> _StaticShapes:
     a = np.linspace(np.pi, 2.0 * np.pi, 25)
     shoulders = np.concatenate(
         [
-            np.stack([2.6 * np.cos(a), sh_y + 0.45 * (1 + np.sin(a))], axis=1),
+            np.stack([2.6 * detmath.cos(a), sh_y + 0.45 * (1 + detmath.sin(a))], axis=1),
             [[2.8, sh_y + 3.0], [-2.8, sh_y + 3.0]],
         ]
     )

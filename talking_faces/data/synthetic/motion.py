@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from talking_faces.data.synthetic import detmath
 from talking_faces.names import FPS
 
 #: bounds of the head drift: translation (fraction of the frame size), rotation (degrees), scale
@@ -58,10 +59,15 @@ def smooth_noise(num: int, rng: np.random.Generator, sigma: float) -> np.ndarray
     if num <= 0:
         return np.zeros(0)
     half = max(1, int(np.ceil(3.0 * sigma)))
-    k = np.exp(-0.5 * (np.arange(-half, half + 1) / max(sigma, 1e-6)) ** 2)
+    k = detmath.exp(-0.5 * (np.arange(-half, half + 1) / max(sigma, 1e-6)) ** 2)
     k /= np.sqrt(np.sum(k**2))  # unit-variance white noise in, unit variance out
     white = rng.standard_normal(num + 2 * half)
-    return np.convolve(white, k, mode="valid")[:num]
+    # The convolution as one multiply-add per tap in a fixed order: np.convolve goes through the
+    # BLAS dot product, whose kernel (and so its last bits) depends on the CPU.
+    out = np.zeros(num)
+    for j, kj in enumerate(k[::-1]):
+        out += kj * white[j : j + num]
+    return out
 
 
 def blink_signal(
@@ -107,18 +113,18 @@ def random_motion(num_frames: int, rng: np.random.Generator, fps: float = float(
 
     def drift(bound: float) -> np.ndarray:
         z = 0.8 * smooth_noise(n, rng, sigma=fps * 1.0) + 0.35 * smooth_noise(n, rng, fps * 0.25)
-        return bound * np.tanh(0.8 * z)
+        return bound * detmath.tanh(0.8 * z)
 
     blink = blink_signal(times, rng)
     tx = drift(MAX_TRANSLATION)
     ty = drift(MAX_TRANSLATION)
     rotation = drift(MAX_ROTATION)
     scale = 1.0 + drift(MAX_SCALE)
-    brow_raise = np.tanh(0.5 * smooth_noise(n, rng, sigma=fps * 0.6))
+    brow_raise = detmath.tanh(0.5 * smooth_noise(n, rng, sigma=fps * 0.6))
     base_smile = float(rng.uniform(0.0, 0.4))
     smile = np.clip(base_smile + 0.15 * smooth_noise(n, rng, sigma=fps * 0.8), 0.0, 1.0)
     gaze = np.stack(
-        [np.tanh(0.5 * smooth_noise(n, rng, sigma=fps * 0.5)) for _ in range(2)], axis=1
+        [detmath.tanh(0.5 * smooth_noise(n, rng, sigma=fps * 0.5)) for _ in range(2)], axis=1
     )
     return ClipMotion(
         blink=blink,

@@ -35,9 +35,11 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, resample_poly, sosfilt
 
+from talking_faces.data.synthetic import detmath
 from talking_faces.data.synthetic.lexicon import LEXICON
 from talking_faces.names import SAMPLE_RATE  # the synthetic speech is made at the prepared rate
 
+_LN2 = 0.6931471805599453
 _BLOCK = 80  # control rate: the tract filter is updated every 5 ms
 _PEAK = 0.8  # output peak after normalisation (the contract asks for <= 0.9)
 _NOISE_FLOOR = 3e-4  # RMS of the background noise, about -70 dBFS
@@ -249,7 +251,7 @@ def _phone_sequence(
     last = len(words) - 1
     for w, word in enumerate(words):
         symbols = LEXICON[word]
-        jitter = np.exp(0.08 * rng.standard_normal(len(symbols)))
+        jitter = detmath.exp(0.08 * rng.standard_normal(len(symbols)))
         for k, (sym, jit) in enumerate(zip(symbols, jitter, strict=True)):
             dur = _SPECS[sym].dur / voice.rate * float(jit)
             if k == len(symbols) - 1:
@@ -272,8 +274,8 @@ def _glottal_derivative(phase: np.ndarray, open_quotient: float) -> np.ndarray:
         out = np.zeros_like(ph)
         opening = ph < tp
         closing = (ph >= tp) & (ph < tp + tn)
-        out[opening] = 0.5 * math.pi / tp * np.sin(math.pi * ph[opening] / tp)
-        out[closing] = -0.5 * math.pi / tn * np.sin(0.5 * math.pi * (ph[closing] - tp) / tn)
+        out[opening] = 0.5 * math.pi / tp * detmath.sin(math.pi * ph[opening] / tp)
+        out[closing] = -0.5 * math.pi / tn * detmath.sin(0.5 * math.pi * (ph[closing] - tp) / tn)
         return out
 
     grid = (np.arange(1024) + 0.5) / 1024
@@ -294,12 +296,14 @@ def _intonation(
     freqs = rng.uniform(0.4, 1.6, size=3)
     phases = rng.uniform(0.0, 2 * math.pi, size=3)
     semis += (
-        0.1 * voice.f0_range * np.sin(2 * math.pi * freqs[:, None] * t + phases[:, None]).sum(0)
+        0.1
+        * voice.f0_range
+        * detmath.sin(2 * math.pi * freqs[:, None] * t + phases[:, None]).sum(0)
     )
     accents = rng.uniform(0.0, 0.3, size=len(word_spans)) * voice.f0_range
     for (ws, we), a in zip(word_spans, accents, strict=True):
         inside = (t >= ws) & (t < we)
-        semis[inside] += a * np.sin(math.pi * (t[inside] - ws) / (we - ws))
+        semis[inside] += a * detmath.sin(math.pi * (t[inside] - ws) / (we - ws))
     in_speech = (t >= t0) & (t < t1)
     if in_speech.any():
         semis -= semis[in_speech].mean()  # keep the mean pitch of the speech at voice.f0
@@ -388,7 +392,7 @@ def _render(
     t_block = (np.arange(nb) + 0.5) * _BLOCK / sr
     t_sample = (np.arange(n) + 0.5) / sr
     speech = [p for p in phones if p.word >= 0]
-    word_gain = np.exp(0.1 * rng.standard_normal(len(words)))
+    word_gain = detmath.exp(0.1 * rng.standard_normal(len(words)))
 
     formants, nasal_zero = _tract_controls(speech, t_block)
     poles = np.empty((nb, 6))
@@ -399,7 +403,7 @@ def _render(
 
     word_spans = [(s, e) for (w, s, e) in _merge_words(phones, words) if w not in ("sil", "sp")]
     semis = _intonation(t_block, voice, (speech[0].start, speech[-1].end), word_spans, rng)
-    f0_block = voice.f0 * 2.0 ** (semis / 12.0)
+    f0_block = voice.f0 * detmath.exp(semis * (_LN2 / 12.0))  # 2 ** (semis / 12)
     f0_block *= 1.0 + voice.jitter * rng.standard_normal(nb)
     cycles = np.cumsum(np.interp(t_sample, t_block, f0_block) / sr)
     phase = cycles % 1.0
@@ -494,7 +498,7 @@ def _source_envelopes(
             asp[release + burst_len : b] = _ASPIRATION * g
             band = _noise_band(spec)
         env = burst.setdefault(band, np.zeros(n))
-        decay = np.exp(-np.arange(burst_len) / (0.004 * sr))
+        decay = detmath.exp(-np.arange(burst_len) / (0.004 * sr))
         env[release : release + burst_len] = spec.noise * g * decay
     fric = {band: _smooth(env, 0.01) for band, env in fric.items()}
     burst = {band: _smooth(env, 0.001) for band, env in burst.items()}
@@ -510,9 +514,9 @@ def _smooth(x: np.ndarray, seconds: float) -> np.ndarray:
 def _resonator_coefficients(freq: np.ndarray, bw: np.ndarray) -> tuple[np.ndarray, ...]:
     """Klatt (1980) resonator y[n] = A x[n] + B y[n-1] + C y[n-2], unit gain at DC."""
     t = 1.0 / SAMPLE_RATE
-    r = np.exp(-math.pi * bw * t)
+    r = detmath.exp(-math.pi * bw * t)
     c = -(r**2)
-    b = 2.0 * r * np.cos(2.0 * math.pi * freq * t)
+    b = 2.0 * r * detmath.cos(2.0 * math.pi * freq * t)
     return 1.0 - b - c, b, c
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from talking_faces.data.synthetic import detmath
 from talking_faces.data.synthetic.speech import Phone
 
 PARAMETERS: tuple[str, ...] = ("jaw_open", "lip_width", "lip_round", "closure")
@@ -183,11 +184,15 @@ def mouth_track(phones: Sequence[Phone], times: np.ndarray) -> MouthTrack:
 
     distance = np.abs(times[:, None] - np.asarray(centres)[None, :]) - np.asarray(halves)[None, :]
     distance = np.maximum(distance, 0.0)[:, :, None]  # (N, M, 1)
-    dominance = np.asarray(alphas)[None] * np.exp(-distance / np.asarray(taus)[None])  # (N, M, 4)
+    dominance = np.asarray(alphas)[None] * detmath.exp(
+        -distance / np.asarray(taus)[None]
+    )  # (N, M, 4)
     # Far from every phone all dominances underflow; fall back to the nearest phone's target.
     nearest = np.argmin(distance[:, :, 0], axis=1)
     dominance[np.arange(len(times)), nearest] += 1e-30
-    values = np.einsum("nmp,mp->np", dominance, np.asarray(targets)) / dominance.sum(axis=1)
+    # Sums in a fixed order (no einsum/BLAS kernels whose order depends on the CPU).
+    weighted = (dominance * np.asarray(targets)[None]).sum(axis=1)
+    values = weighted / dominance.sum(axis=1)
     return MouthTrack(
         jaw_open=np.clip(values[:, 0], 0.0, 1.0),
         lip_width=np.clip(values[:, 1], -1.0, 1.0),
