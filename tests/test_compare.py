@@ -24,7 +24,11 @@ from talking_faces.evaluation.results import load_results
 from talking_faces.orchestration.compare.config import load_compare_config
 from talking_faces.orchestration.compare.plan import build_plan
 from talking_faces.orchestration.compare.report import SMOKE_TITLE
-from talking_faces.orchestration.compare.runner import read_events, time_left
+from talking_faces.orchestration.compare.runner import (
+    critical_path_seconds,
+    read_events,
+    time_left,
+)
 
 SYNTHETIC = "experiments/compare/synthetic.yaml"
 REFERENCES = ("ground-truth", "static", "shuffled")
@@ -110,6 +114,10 @@ def test_bad_configs_and_arguments_are_one_line(
     assert "quick" in error_line(capsys, ["compare", "experiments/compare/grid.yaml", "--quick"])
     assert "--parallel" in error_line(capsys, ["compare", "--parallel", "0"])
     assert "not key=value" in error_line(capsys, ["compare", SYNTHETIC, "stray"])
+    assert "--seeds" in error_line(capsys, ["compare", "--seeds", "0"])
+    assert "seeds" in error_line(capsys, ["compare", "seeds=0"])
+    line = error_line(capsys, ["compare", "expected_data_identity=abc"])
+    assert "expected_data_identity" in line and "hex" in line
     line = error_line(
         capsys, ["compare", "methods.nosuch.configs=[a.yaml]", "methods.nosuch.max_steps=1"]
     )
@@ -161,6 +169,37 @@ def test_a_new_budget_changes_the_keys_of_that_method_and_what_follows(tmp_path:
         load_compare_config(SYNTHETIC, ["methods.davs=null"], quick=True), tmp_path
     )
     assert without.methods == ["ldm", "amie"] and "fit-davs" not in {s.name for s in without.stages}
+
+
+def test_seeds_plan_one_run_per_method_and_seed(tmp_path: Path) -> None:
+    one = build_plan(load_compare_config(SYNTHETIC, quick=True), tmp_path)
+    three = build_plan(load_compare_config(SYNTHETIC, ["seeds=3"], quick=True), tmp_path)
+    names = {s.name for s in three.stages}
+    for m in METHODS:
+        assert {f"fit-{m}", f"fit-{m}-seed1", f"fit-{m}-seed2"} <= names
+        for seed, run in ((0, m), (1, f"{m}-seed1"), (2, f"{m}-seed2")):
+            fit, ev = three[f"fit-{run}"], three[f"evaluate-{run}"]
+            assert f"seed={seed}" in fit.argv and f"name={run}" in fit.argv
+            assert fit.run_dir is not None and fit.run_dir.name == run
+            assert ev.argv[ev.argv.index("--seed") + 1] == str(seed) and fit.name in ev.deps
+            assert ev.results is not None and ev.results.name == f"{run}.json"
+    # the references and the experts keep the config's seed; the first seed's stages keep their
+    # keys (a finished one-seed compare resumes into a three-seed one)
+    assert all(three[f"evaluate-{r}"].argv[-5] == "0" for r in REFERENCES)
+    kept = {s.name: s.key for s in one.stages if s.kind not in ("leaderboard", "report")}
+    assert kept.items() <= {s.name: s.key for s in three.stages}.items()
+    assert len(three.stages) == len(one.stages) + 2 * 2 * len(METHODS)
+
+
+def test_the_longest_chain_starts_first(tmp_path: Path) -> None:
+    plan = build_plan(load_compare_config(SYNTHETIC), tmp_path)
+    ahead = critical_path_seconds(plan)
+    fits = sorted((s for s in plan.stages if s.kind == "fit"), key=lambda s: -ahead[s.name])
+    longest = max(plan.stages, key=lambda s: s.estimate_s if s.kind == "fit" else 0)
+    assert fits[0] is longest
+    # a stage's chain holds the one after it: synth's is the longest of all
+    assert ahead["synth"] == max(ahead.values())
+    assert ahead["fit-ldm"] > plan["fit-ldm"].estimate_s
 
 
 def test_time_left_schedules_the_estimates_on_the_parallel_slots(tmp_path: Path) -> None:
@@ -228,6 +267,11 @@ def test_quick_report_folder(quick_run: Path) -> None:
     assert set(METHODS) | set(REFERENCES) <= labels
     readme = (quick_run / "README.md").read_text()
     assert SMOKE_TITLE in readme.splitlines()[0] and "## Against the static frame" in readme
+    # the quick config's expected data identity is what this machine prepared
+    expected = load_compare_config(SYNTHETIC, quick=True).expected_data_identity
+    assert expected is not None
+    assert f"Data identity {expected[:12]} matches the config's expected_data_identity" in readme
+    assert "trained with one seed (0)" in readme
 
     # side-by-side videos: real | ldm | davs | amie, names above, the pair's audio
     import av
@@ -241,6 +285,22 @@ def test_quick_report_folder(quick_run: Path) -> None:
             assert c.streams.audio and c.streams.audio[0].codec_context.sample_rate == 16000
         assert len(frames) == 75
         assert frames[0].shape == (64 + 12, 64 * 4, 3)
+
+    # the picture of frames: the names strip, then one row per time of real | every method
+    from PIL import Image
+
+    from talking_faces.orchestration.compare.report import (
+        LABEL_HEIGHT,
+        PICTURE_FRAMES,
+        PICTURE_SCALE,
+    )
+
+    with Image.open(quick_run / "frames.png") as img:
+        assert img.size == (
+            64 * 4 * PICTURE_SCALE,
+            (LABEL_HEIGHT + 64 * len(PICTURE_FRAMES)) * PICTURE_SCALE,
+        )
+    assert "![frames of every method beside the real clip](frames.png)" in readme
 
     # curves of every run, and the validation metrics the methods share
     curves = {p.stem for p in (quick_run / "curves").glob("*.png")}

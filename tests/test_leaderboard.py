@@ -659,6 +659,39 @@ def test_groups_never_mix_and_seeds_merge(results_dir: tuple[Path, Path]) -> Non
     assert {r["group"] for r in rows} == {"1", "2", "3"}
 
 
+def test_compare_report_says_which_differences_exceed_the_seed_spread(
+    results_dir: tuple[Path, Path],
+) -> None:
+    from talking_faces.orchestration.compare.config import load_compare_config
+    from talking_faces.orchestration.compare.report import _seed_section, seed_spread
+
+    refs, sweep = results_dir
+    board = build_leaderboard([refs, sweep], reported=None)
+    (syn,) = [g for g in board.groups if g.protocol["name"] == "synthetic"]
+    a, b = syn.ranked  # the two beta values, two seeds each
+    checks = [c for c in seed_spread(board) if c["a"] == a.label and c["b"] == b.label]
+    assert {c["metric"] for c in checks} >= {"lse_c", "lmd"}
+    for c in checks:
+        m = c["metric"]
+        assert c["seeds"] == (2, 2)
+        assert c["difference"] == pytest.approx(a.mean[m] - b.mean[m])
+        assert c["exceeds"] == (abs(c["difference"]) > a.std[m] + b.std[m])
+    cfg = load_compare_config("experiments/compare/synthetic.yaml")
+    text = "\n".join(_seed_section(board, cfg))
+    assert f"| lse_c | {a.label} − {b.label} |" in text
+    assert sum(ln.endswith(("| yes |", "| no |")) for ln in text.splitlines()) == len(
+        seed_spread(board)
+    )
+    # one seed per row: nothing can be told from seed noise, and the section says so
+    from talking_faces.reporting.leaderboard import row_seed
+
+    seed0 = [p for p in sweep.rglob("results.json") if row_seed(json.loads(p.read_text())) == 0]
+    assert len(seed0) == 2
+    one = build_leaderboard([refs, *seed0], reported=None)
+    assert all(c["exceeds"] is None for c in seed_spread(one))
+    assert "trained with one seed (0)" in "\n".join(_seed_section(one, cfg))
+
+
 @pytest.mark.slow
 def test_evaluate_writes_sample_videos_and_primary_metric(results_dir: tuple[Path, Path]) -> None:
     import av

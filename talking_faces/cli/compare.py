@@ -17,6 +17,7 @@ EPILOG = """\
 examples:
   talking-faces compare                     # experiments/compare/synthetic.yaml (make compare)
   talking-faces compare --quick             # a smoke run: tiny corpus, a few steps (minutes)
+  talking-faces compare --seeds 3           # every method trained with seeds 0, 1, 2: mean ± std
   talking-faces compare experiments/compare/grid.yaml raw=/data/GRID
   talking-faces compare methods.ldm.max_steps=3000 methods.davs=null --out compare/ldm-longer
   talking-faces compare --dry-run           # each stage, finished or not, and its command
@@ -24,7 +25,10 @@ examples:
 The config names the data (synth: the built-in corpus, or raw=: a GRID / LRW / folder corpus),
 how it is prepared, the two evaluation experts, and one preset per method (fit YAML files, a
 step budget, overrides, evaluation samples); key=value overrides change any of it. Budgets are
-training steps, so the same config and seed give the same leaderboard on any machine.
+training steps, not minutes. The synthetic corpus and its prepared identity are the same on
+every x86-64 CPU (the report says whether this run's data matches the config's
+expected_data_identity); training runs on CPU kernels chosen by the instruction set, so runs on
+another CPU can differ in their numbers: compare them through their intervals and seed spreads.
 
 Rerunning the same command skips every finished stage (finished: its outputs exist and were made
 from the same inputs: its command, the files it reads, the stages before it); a killed stage is
@@ -68,6 +72,13 @@ def _register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="stages at a time (default: the cores, at most the number of evaluations); CPU "
         "threads are split between them",
     )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="training runs per method, seeds SEED .. SEED+N-1 (default: the config's seeds; "
+        "the leaderboard gives mean ± std over them, the report which differences exceed it)",
+    )
     p.add_argument("--out", metavar="DIR", help="report folder (default compare/<name>)")
     p.add_argument(
         "--dry-run",
@@ -85,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     config = DEFAULT_CONFIG
     if items and "=" not in items[0]:
         config = items.pop(0)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+        items.append(f"seeds={args.seeds}")
     stray = next((i for i in items if "=" not in i), None)
     if stray is not None:
         raise UserError(

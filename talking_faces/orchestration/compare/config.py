@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
@@ -128,8 +129,14 @@ class CompareConfig:
     ``compare/<name>`` (``--out`` elsewhere)."""
 
     name: str = MISSING
-    #: seed of synth, prepare's splits and pairs, every fit and every evaluation
+    #: seed of synth, prepare's splits and pairs, the experts, and each method's first run
     seed: int = 0
+    #: training runs per method, with seeds ``seed, seed + 1, ...`` (each evaluated with its own
+    #: seed); the leaderboard gives mean ± std over them (``--seeds N``)
+    seeds: int = 1
+    #: the prepared data's identity (``meta.json`` identity sha256, or its first 12 or more hex
+    #: digits) this config is known to produce; compare says whether this run's matches it
+    expected_data_identity: str | None = None
     #: a smoke run (``--quick``): its numbers are marked as not a comparison
     smoke: bool = False
     #: raw corpus folder (real data); leave null when ``synth`` writes the corpus
@@ -277,6 +284,11 @@ def check_values(cfg: CompareConfig, path: str) -> None:
         fail("evaluate.videos", "must be 0 or more")
     if cfg.parallel is not None and cfg.parallel < 1:
         fail("parallel", "must be at least 1")
+    if cfg.seeds < 1:
+        fail("seeds", f"must be at least 1, got {cfg.seeds}")
+    expected = cfg.expected_data_identity
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{12,64}", expected):
+        fail("expected_data_identity", f"must be 12 to 64 lowercase hex digits, got {expected!r}")
 
 
 def check_raw(cfg: CompareConfig) -> None:

@@ -220,7 +220,10 @@ def _report_end(
             file=sys.stderr,
         )
         return 1
+    from talking_faces.orchestration.compare.report import data_identity_line
+
     print(plan.layout.leaderboard["md"].read_text())
+    print(f"compare {cfg.name}: {data_identity_line(plan, cfg)}", file=sys.stderr)
     print(
         f"compare {cfg.name}: {len(outcomes)} stages ran in "
         f"{duration(record['wall_seconds'])}; report: {plan.layout.root / 'README.md'} "

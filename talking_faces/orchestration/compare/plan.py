@@ -4,8 +4,10 @@
 run order:
 
 - ``synth`` (synthetic configs) -> ``prepare`` -> ``expert-<name>`` (both experts, in parallel)
-- ``fit-<method>`` for every method in ``MODELS`` with a preset (in parallel)
-- ``evaluate-<method>`` and ``evaluate-<reference>`` (ground truth, static frame, shuffled audio)
+- ``fit-<method>`` for every method in ``MODELS`` with a preset (in parallel), and with
+  ``seeds: N`` (``--seeds N``) also ``fit-<method>-seed<s>`` for the seeds after the config's
+- ``evaluate-<method>[-seed<s>]`` of each run (with its own seed) and ``evaluate-<reference>``
+  (ground truth, static frame, shuffled audio; with the config's seed)
 - ``leaderboard`` (Markdown, CSV, HTML) -> ``report`` (side-by-side videos, curves, README)
 
 Every stage but the last two is one ``talking-faces`` command (a subprocess). A stage's **key**
@@ -16,7 +18,7 @@ method's fit, evaluation, the leaderboard and the report get new keys; nothing e
 
 The report folder (``compare/<name>``)::
 
-    README.md, leaderboard.md, leaderboard.csv, leaderboard.html, videos/, curves/,
+    README.md, leaderboard.md, leaderboard.csv, leaderboard.html, frames.png, videos/, curves/,
     commands.sh, timings.json, config.yaml, stages.jsonl, logs/<stage>.log, state/<stage>.json
     work/raw, work/prep (with experts/), work/runs/<run>, work/results/<row>.json
 """
@@ -43,7 +45,7 @@ from talking_faces.orchestration.compare.config import CompareConfig, ExpertPres
 from talking_faces.utils.io import sha256_file, sha256_json
 
 #: changes when the report stage writes something else (a new key reruns it)
-REPORT_FORMAT = "talking_faces.orchestration.compare.report/1"
+REPORT_FORMAT = "talking_faces.orchestration.compare.report/2"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class Stage:
     run_dir: Path | None = None
     #: method or reference name of fit / evaluate stages
     subject: str | None = None
+    #: the training seed of a method's fit and evaluate stages
+    seed: int | None = None
     #: the results JSON of an evaluate stage
     results: Path | None = None
     #: threads: "share" (the cores split between parallel stages) or "one" (the command runs
@@ -187,8 +191,10 @@ def _fit_stage(
     cfg: CompareConfig,
     layout: Layout,
     deps: tuple[str, ...],
+    seed: int,
 ) -> tuple[Stage, Any]:
-    """A ``fit`` stage, its run config validated as ``fit`` would (unknown keys, types)."""
+    """A ``fit`` stage with ``seed``, its run config validated as ``fit`` would (unknown keys,
+    types)."""
     from talking_faces.training.runconfig import load_config
 
     configs = list(preset.configs)
@@ -197,7 +203,7 @@ def _fit_stage(
         f"data.root={layout.prep}",
         *preset.overrides,
         *budget,
-        f"seed={cfg.seed}",
+        f"seed={seed}",
         f"out={layout.runs}",
         f"name={run_name}",
         "ckpt_path=last",
@@ -231,7 +237,8 @@ def _fit_stage(
         clean=(run_dir,),
         run_dir=run_dir,
         subject=subject,
-        detail=f"{steps} steps",
+        seed=seed,
+        detail=f"{steps} steps" + (f", seed {seed}" if section == "methods" else ""),
     )
     return stage, run_cfg
 
@@ -361,7 +368,15 @@ def _expert_stages(cfg: CompareConfig, layout: Layout) -> tuple[list[Stage], lis
     stages, landmark_experts = [], []
     for name, preset in cfg.experts.items():
         stage, run_cfg = _fit_stage(
-            f"expert-{name}", f"expert-{name}", "experts", name, preset, cfg, layout, ("prepare",)
+            f"expert-{name}",
+            f"expert-{name}",
+            "experts",
+            name,
+            preset,
+            cfg,
+            layout,
+            ("prepare",),
+            cfg.seed,
         )
         model_name = str(run_cfg.model.name)
         exported = Path(expert_file(str(layout.prep), model_name))
@@ -373,28 +388,44 @@ def _expert_stages(cfg: CompareConfig, layout: Layout) -> tuple[list[Stage], lis
     return stages, landmark_experts
 
 
+def training_seeds(cfg: CompareConfig) -> list[int]:
+    """The seeds each method is trained with: the config's ``seed`` and the ``seeds - 1`` after
+    it."""
+    return [cfg.seed + i for i in range(cfg.seeds)]
+
+
+def run_name(method: str, seed: int, cfg: CompareConfig) -> str:
+    """The run folder (and stage suffix) of ``method``'s run with ``seed``: the method's name
+    for the config's seed (as before seeds existed, so those runs resume), else
+    ``<method>-seed<seed>``."""
+    return method if seed == cfg.seed else f"{method}-seed{seed}"
+
+
 def _method_fit_stages(
     cfg: CompareConfig, layout: Layout, methods: Sequence[str], landmark_experts: Sequence[str]
 ) -> list[Stage]:
-    """A ``fit-<method>`` per method, after the landmark experts.
+    """A ``fit-<run>`` per method and seed, after the landmark experts; the first seed of every
+    method first, so a run cut short has one of each.
 
     Raises:
         UserError: a preset's YAML files select another ``model.name``.
     """
     stages = []
-    for method in methods:
-        preset = cfg.active_methods[method]
-        # methods log val/lmd with the dataset's landmark expert; the SyncNet is evaluate's
-        deps = ("prepare", *landmark_experts)
-        stage, run_cfg = _fit_stage(
-            f"fit-{method}", method, "methods", method, preset, cfg, layout, deps
-        )
-        if str(run_cfg.model.name) != method:
-            raise UserError(
-                f"methods.{method}: its configs select model.name={run_cfg.model.name}; a "
-                f"preset trains the method it is named after"
+    for seed in training_seeds(cfg):
+        for method in methods:
+            preset = cfg.active_methods[method]
+            # methods log val/lmd with the dataset's landmark expert; the SyncNet is evaluate's
+            deps = ("prepare", *landmark_experts)
+            run = run_name(method, seed, cfg)
+            stage, run_cfg = _fit_stage(
+                f"fit-{run}", run, "methods", method, preset, cfg, layout, deps, seed
             )
-        stages.append(stage)
+            if str(run_cfg.model.name) != method:
+                raise UserError(
+                    f"methods.{method}: its configs select model.name={run_cfg.model.name}; a "
+                    f"preset trains the method it is named after"
+                )
+            stages.append(stage)
     return stages
 
 
@@ -405,39 +436,46 @@ def _evaluate_stages(
     stages: Sequence[Stage],
     expert_deps: tuple[str, ...],
 ) -> list[Stage]:
-    """An ``evaluate-<method>`` of each method's last checkpoint, then an
+    """An ``evaluate-<run>`` of each method run's last checkpoint (with the run's seed), then an
     ``evaluate-<reference>`` per reference row, all under the config's protocol."""
     ev = cfg.evaluate
     protocol_file = _protocol_file(ev.protocol)
     ev_values = {"protocol": _file_hashes([protocol_file]) if protocol_file else ev.protocol}
     common = ["--data", str(layout.prep), "--protocol", ev.protocol, "--videos", str(ev.videos)]
-    common += ["--batch-size", str(ev.batch_size), "--seed", str(cfg.seed), "--device", ev.device]
-    rows: list[tuple[str, list[str], tuple[str, ...]]] = []
-    for method in methods:
-        fit = next(s for s in stages if s.name == f"fit-{method}")
-        assert fit.run_dir is not None
-        samples = cfg.active_methods[method].samples
+    common += ["--batch-size", str(ev.batch_size)]
+    rows: list[tuple[str, str, int, list[str], tuple[str, ...]]] = []
+    for fit in (s for s in stages if s.kind == "fit"):
+        assert fit.run_dir is not None and fit.subject is not None and fit.seed is not None
+        samples = cfg.active_methods[fit.subject].samples
         ckpt = last_checkpoint(str(fit.run_dir))
-        rows.append((method, [ckpt, "--samples", str(samples)], (*expert_deps, fit.name)))
-    rows += [(ref, ["--baseline", ref], expert_deps) for ref in ev.baselines]
+        head = [ckpt, "--samples", str(samples)]
+        deps = (*expert_deps, fit.name)
+        rows.append((fit.run_dir.name, fit.subject, fit.seed, head, deps))
+    rows += [(ref, ref, cfg.seed, ["--baseline", ref], expert_deps) for ref in ev.baselines]
     evaluations = []
-    for subject, head, deps in rows:
-        out = layout.results / f"{subject}.json"
+    for row, subject, seed, head, deps in rows:
+        out = layout.results / f"{row}.json"
         evaluations.append(
             Stage(
-                name=f"evaluate-{subject}",
+                name=f"evaluate-{row}",
                 kind="evaluate",
-                argv=("evaluate", *head, *common, "--out", str(out)),
+                argv=(
+                    "evaluate",
+                    *head,
+                    *common,
+                    *("--seed", str(seed), "--device", ev.device, "--out", str(out)),
+                ),
                 deps=deps,
                 values=ev_values,
                 estimate_s=cfg.estimates.startup + cfg.estimates.evaluate,
-                outputs=(out, out.with_name(f"{subject}.clips.csv")),
+                outputs=(out, out.with_name(f"{row}.clips.csv")),
                 clean=(
                     out,
-                    out.with_name(f"{subject}.clips.csv"),
-                    out.with_name(f"{subject}.videos"),
+                    out.with_name(f"{row}.clips.csv"),
+                    out.with_name(f"{row}.videos"),
                 ),
                 subject=subject,
+                seed=seed if subject in methods else None,
                 results=out,
             )
         )
@@ -476,7 +514,7 @@ def _report_stage(cfg: CompareConfig, layout: Layout, fits: Sequence[str]) -> St
         values={"format": REPORT_FORMAT, "smoke": cfg.smoke, "videos": cfg.evaluate.videos},
         estimate_s=cfg.estimates.report,
         outputs=(layout.root / "README.md", layout.curves),
-        clean=(layout.videos, layout.curves, layout.root / "README.md"),
+        clean=(layout.videos, layout.curves, layout.root / "README.md", layout.root / "frames.png"),
     )
 
 
@@ -507,4 +545,6 @@ __all__ = [
     "build_plan",
     "leaderboard_command",
     "portable",
+    "run_name",
+    "training_seeds",
 ]

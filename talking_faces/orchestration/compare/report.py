@@ -3,10 +3,12 @@
 results JSONs (evaluate) + run folders (fit) -> **write_leaderboard** (the leaderboard's own
 functions: Markdown, CSV, HTML; a smoke run says so in the title and notes) and
 **write_report**: ``videos/<pair>.mp4`` (real | method | method ..., the pair's audio),
-``curves/<run>.png`` (every logged loss and validation metric against the step) and
-``curves/validation.png`` (the validation metrics the methods share, one line per method), and
-``README.md`` (what ran, the leaderboard, which method beats the static frame on LMD and LSE-C,
-timings, how to rerun).
+``frames.png`` (frames of the first video, one row per time), ``curves/<run>.png`` (every
+logged loss and validation metric against the step) and ``curves/validation.png`` (the
+validation metrics the methods share, one line per method), and
+``README.md`` (what ran, whether the data matches the config's expected identity, the leaderboard,
+which method beats the static frame on LMD and LSE-C, which differences between methods exceed
+their spread over seeds, timings, how to rerun).
 """
 
 from __future__ import annotations
@@ -138,6 +140,34 @@ def write_side_by_side(methods: dict[str, Path], out_dir: Path) -> list[Path]:
     return written
 
 
+#: the report's picture of frames from each method beside the real clip
+FRAMES_PICTURE = "frames.png"
+#: frames of the first side-by-side video in the report's ``frames.png`` (at 25 fps: 0.4 to 2 s)
+PICTURE_FRAMES = (10, 20, 30, 40, 50)
+#: ``frames.png`` is drawn this many times larger than the videos (nearest neighbour)
+PICTURE_SCALE = 2
+
+
+def write_frames_picture(video: Path, path: Path, frames: Sequence[int] = PICTURE_FRAMES) -> Path:
+    """``path`` (PNG): the names strip of a side-by-side ``video`` (real | method | ...), then
+    one row per frame index of ``frames`` (those the clip has), each row the real frame and every
+    method's frame at that time, drawn :data:`PICTURE_SCALE` times larger."""
+    from PIL import Image
+
+    clip, _, _ = _decode(video)
+    keep = [i for i in frames if i < len(clip)] or [0]
+    strip = clip[0, :LABEL_HEIGHT]
+    rows = [clip[i, LABEL_HEIGHT:] for i in keep]
+    picture = np.concatenate([strip, *rows], axis=0)
+    img = Image.fromarray(np.ascontiguousarray(picture))
+    img = img.resize(
+        (img.width * PICTURE_SCALE, img.height * PICTURE_SCALE), Image.Resampling.NEAREST
+    )
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
 # ---------------------------------------------------------------------------------- curves
 def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
     """``metrics.csv`` of a run: per column, its (step, value) points (empty cells skipped)."""
@@ -250,6 +280,94 @@ def beats_static(board: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: the metrics the seed-spread section compares methods on (those a row has)
+SEED_SPREAD_METRICS = ("lse_c", "lmd", "final_score")
+
+
+def seed_spread(board: Any) -> list[dict[str, Any]]:
+    """Per group, every pair of method rows (in rank order) on each of
+    :data:`SEED_SPREAD_METRICS`: the difference of their means over seeds and whether it exceeds
+    the seed spread, i.e. is larger than the sum of the two rows' standard deviations over seeds
+    (their mean ± std ranges do not overlap); ``exceeds`` is None when a row has one seed."""
+    out = []
+    for group in board.groups:
+        rows = [r for r in group.ranked if not r.is_reference]
+        for i, a in enumerate(rows):
+            for b in rows[i + 1 :]:
+                for metric in SEED_SPREAD_METRICS:
+                    if metric not in a.mean or metric not in b.mean:
+                        continue
+                    sa, sb = a.std.get(metric), b.std.get(metric)
+                    diff = a.mean[metric] - b.mean[metric]
+                    exceeds = None if sa is None or sb is None else abs(diff) > sa + sb
+                    out.append(
+                        {
+                            "metric": metric,
+                            "a": a.label,
+                            "b": b.label,
+                            "seeds": (len(a.seeds), len(b.seeds)),
+                            "difference": diff,
+                            "std": (sa, sb),
+                            "exceeds": exceeds,
+                        }
+                    )
+    return out
+
+
+def _seed_section(board: Any, cfg: CompareConfig) -> list[str]:
+    """Which differences between methods exceed their spread over seeds."""
+    lines = ["", "## Differences between methods against the seed spread", ""]
+    checks = seed_spread(board)
+    if not checks:
+        return [*lines, "Fewer than two methods were scored."]
+    if all(c["exceeds"] is None for c in checks):
+        return [
+            *lines,
+            f"Each method was trained with one seed ({cfg.seed}), so the spread over seeds is "
+            "not measured and no difference between methods can be told from seed noise. "
+            "`talking-faces compare --seeds 3` trains three and fills this section.",
+        ]
+    lines += [
+        "A difference exceeds the seed spread when it is larger than the sum of the two rows' "
+        "standard deviations over seeds (their mean ± std ranges do not overlap).",
+        "",
+        "| metric | methods | difference | std over seeds | exceeds the seed spread |",
+        "|---|---|---:|---|---|",
+    ]
+    for c in checks:
+        stds = ", ".join("–" if v is None else f"{v:.3g}" for v in c["std"])
+        verdict = {True: "yes", False: "no", None: "– (one seed)"}[c["exceeds"]]
+        lines.append(
+            f"| {c['metric']} | {c['a']} − {c['b']} | {c['difference']:+.3g} | {stds} | {verdict} |"
+        )
+    return lines
+
+
+def data_identity_line(plan: Plan, cfg: CompareConfig) -> str:
+    """One line: this run's data identity (the prepared dataset's identity sha256) and whether
+    it matches the config's ``expected_data_identity``."""
+    from talking_faces.data.dataset import PreparedDataset
+
+    try:
+        identity = PreparedDataset.load(plan.layout.prep).identity_sha256()
+    except UserError:
+        return "data identity: unknown (the prepared dataset is not complete)"
+    expected = cfg.expected_data_identity
+    if expected is None:
+        return f"data identity {identity[:12]} (the config names no expected_data_identity)"
+    if identity.startswith(expected):
+        return (
+            f"data identity {identity[:12]} matches the config's expected_data_identity: the "
+            "same prepared data as the run the config was measured on"
+        )
+    return (
+        f"data identity {identity[:12]} differs from the config's expected_data_identity "
+        f"{expected[:12]}: this run's data is not the data the config was measured on (other "
+        "synth or prepare settings, or another library version; docs/datasets.md), so its "
+        "numbers are not comparable with that run's digit for digit"
+    )
+
+
 def _timings_table(plan: Plan) -> list[str]:
     lines = ["| stage | what | seconds |", "|---|---|---:|"]
     for s in plan.stages:
@@ -269,14 +387,16 @@ def write_readme(
     board: Any,
     videos: Sequence[Path],
     curves: Sequence[Path],
+    picture: Path | None = None,
 ) -> None:
     """``README.md`` of the report folder."""
     root = plan.layout.root
     lines = [
         *_readme_intro(plan, cfg, invoked),
         *_static_section(board),
+        *_seed_section(board, cfg),
         *_leaderboard_section(root),
-        *_videos_section(plan, videos),
+        *_videos_section(plan, videos, picture),
         *_curves_section(root, curves),
         *_timings_section(plan),
         *_rerun_section(invoked),
@@ -302,8 +422,14 @@ def _readme_intro(plan: Plan, cfg: CompareConfig, invoked: str) -> list[str]:
         f"({cfg.prepare.landmarks} landmarks), both evaluation experts trained on it, then "
         f"every method ({', '.join(plan.methods)}) trained for its step budget and scored under "
         f"protocol `{cfg.evaluate.protocol}` on the dataset's fixed test pairs with the "
-        f"reference rows ({', '.join(plan.references)}). Seed {cfg.seed}. The same config and "
-        "seed give the same numbers on any machine (budgets are steps, not minutes).",
+        f"reference rows ({', '.join(plan.references)}). {_seeds_text(cfg)} Budgets are "
+        "steps, not minutes.",
+        "",
+        f"{_sentence(data_identity_line(plan, cfg))}. The synthetic corpus and its prepared identity are "
+        "the same on every x86-64 CPU; training is not: PyTorch's CPU kernels are chosen by "
+        "the instruction set (AVX2, AVX-512, AMX), so the experts and methods trained on "
+        "another CPU differ in their last digits and can differ beyond them. Compare runs from "
+        "different machines through their intervals and seed spreads.",
         "",
         "| method | steps | samples (evaluate) | configs |",
         "|---|---:|---:|---|",
@@ -318,6 +444,24 @@ def _readme_intro(plan: Plan, cfg: CompareConfig, invoked: str) -> list[str]:
             f"Methods without a preset in this config (not run): {', '.join(plan.not_in_config)}.",
         ]
     return lines
+
+
+def _sentence(line: str) -> str:
+    """``line`` with a capital first letter."""
+    return line[:1].upper() + line[1:]
+
+
+def _seeds_text(cfg: CompareConfig) -> str:
+    """Which seeds trained the methods."""
+    from talking_faces.orchestration.compare.plan import training_seeds
+
+    seeds = training_seeds(cfg)
+    if len(seeds) == 1:
+        return f"Seed {cfg.seed}."
+    return (
+        f"Seed {cfg.seed} for the data, the experts and the reference rows; every method trained "
+        f"and evaluated with seeds {', '.join(map(str, seeds))} (rows: mean ± std over seeds)."
+    )
 
 
 def _static_section(board: Any) -> list[str]:
@@ -362,11 +506,20 @@ def _leaderboard_section(root: Path) -> list[str]:
     ]
 
 
-def _videos_section(plan: Plan, videos: Sequence[Path]) -> list[str]:
-    """Links to the side-by-side videos."""
+def _videos_section(plan: Plan, videos: Sequence[Path], picture: Path | None) -> list[str]:
+    """The frames picture and links to the side-by-side videos."""
     lines = ["## Sample videos", ""]
     if not videos:
         return [*lines, "None (evaluate.videos is 0)."]
+    if picture is not None:
+        times = ", ".join(f"{i / FPS:.1f}" for i in PICTURE_FRAMES)
+        lines += [
+            f"Frames of the first video ({videos[0].name}) at {times} s, one row each: real | "
+            f"{' | '.join(plan.methods)}:",
+            "",
+            f"![frames of every method beside the real clip]({picture.name})",
+            "",
+        ]
     lines.append(
         f"The first test pairs, one mp4 each: real | {' | '.join(plan.methods)}, with the "
         "pair's audio."
@@ -415,20 +568,24 @@ def write_report(plan: Plan, cfg: CompareConfig, invoked: str) -> None:
     board = build_leaderboard([str(p) for p in results], default_reported())
     methods = {m: plan[f"evaluate-{m}"].results for m in plan.methods}
     videos = write_side_by_side(methods, layout.videos) if cfg.evaluate.videos else []  # type: ignore[arg-type]
+    picture = write_frames_picture(videos[0], layout.root / FRAMES_PICTURE) if videos else None
     runs = {s.name: s.run_dir for s in plan.stages if s.run_dir is not None}
     curves = write_curves(runs, plan.methods, layout.curves)
     layout.curves.mkdir(parents=True, exist_ok=True)
-    write_readme(plan, cfg, invoked, board, videos, curves)
+    write_readme(plan, cfg, invoked, board, videos, curves, picture)
 
 
 __all__ = [
     "SMOKE_NOTE",
     "SMOKE_TITLE",
     "beats_static",
+    "data_identity_line",
+    "seed_spread",
     "plot_run",
     "plot_shared_validation",
     "read_metrics_csv",
     "write_curves",
+    "write_frames_picture",
     "write_leaderboard",
     "write_readme",
     "write_report",

@@ -227,8 +227,8 @@ def time_left(
     factor: float,
 ) -> float:
     """Seconds until every stage is done: the stages not done, with their estimates times
-    ``factor`` (a running one: what is left of it), placed greedily in plan order on
-    ``parallel`` slots after their dependencies."""
+    ``factor`` (a running one: what is left of it), placed greedily on ``parallel`` slots after
+    their dependencies, in the order :func:`run_plan` starts them (longest chain first)."""
     finish: dict[str, float] = {}
     slots: list[float] = []
     for name, elapsed in running.items():
@@ -237,7 +237,8 @@ def time_left(
         slots.append(rest)
     slots += [0.0] * max(parallel - len(slots), 0)
     heapq.heapify(slots)
-    for s in plan.stages:
+    ahead = critical_path_seconds(plan)
+    for s in sorted(plan.stages, key=lambda s: -ahead[s.name]):
         if s.name in done or s.name in running:
             continue
         ready = max((finish.get(d, 0.0) for d in s.deps), default=0.0)
@@ -403,7 +404,13 @@ def run_plan(
         done,
         Progress(plan, parallel, set(done)),
     )
-    run.pending = [s for s in plan.stages if s.name not in done]
+    # the longest chain first: among the stages that are ready, the one with the most estimated
+    # seconds still ahead of it (itself and the longest path through what depends on it) starts
+    # first, so the longest fit does not start last and run alone at the end
+    ahead = critical_path_seconds(plan)
+    run.pending = sorted(
+        (s for s in plan.stages if s.name not in done), key=lambda s: -ahead[s.name]
+    )
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="stage")
     try:
         with sigterm_as_interrupt():
@@ -422,6 +429,19 @@ def run_plan(
         raise
     pool.shutdown(wait=True)
     return run.outcomes
+
+
+def critical_path_seconds(plan: Plan) -> dict[str, float]:
+    """Per stage: its estimate plus the longest chain of estimates through the stages that
+    depend on it (the least time from its start to the end of the plan)."""
+    after: dict[str, list[str]] = {s.name: [] for s in plan.stages}
+    for s in plan.stages:
+        for d in s.deps:
+            after[d].append(s.name)
+    out: dict[str, float] = {}
+    for s in reversed(plan.stages):  # dependencies come first, so dependents are done here
+        out[s.name] = s.estimate_s + max((out[n] for n in after[s.name]), default=0.0)
+    return out
 
 
 def _skip_finished(plan: Plan, store: StageStore) -> set[str]:
@@ -517,6 +537,7 @@ __all__ = [
     "Progress",
     "StageOutcome",
     "StageStore",
+    "critical_path_seconds",
     "duration",
     "read_events",
     "run_plan",
