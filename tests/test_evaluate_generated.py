@@ -177,6 +177,14 @@ def test_the_methods_float_frames_score_as_the_checkpoint(
     assert record["path"] == str(folder) and record["files"] == len(pairs)
     assert record["formats"] == {"npy": len(pairs)} and record["resized"]["count"] == 0
     assert record["audio"].startswith("ignored")
+    # how what was scored was stored: arrays here, the model's tensors in the direct run
+    assert record["codecs"] == {"npy": len(pairs)} and {r["generated_codec"] for r in rows} == {
+        "npy"
+    }
+    assert results["media"]["generated_frames"] == f"files: npy x{len(pairs)}"
+    assert direct["media"]["generated_frames"].endswith("(no codec)")
+    assert direct["media"]["real_frames"] == results["media"]["real_frames"]
+    assert direct["media"]["real_frames"].startswith("jpeg quality 90 at 64 px")
 
 
 def test_real_frames_as_png_and_lossless_mp4_score_as_the_ground_truth(
@@ -198,6 +206,11 @@ def test_real_frames_as_png_and_lossless_mp4_score_as_the_ground_truth(
     assert_same_scores(results, gt)
     assert results["method"] == "real frames"
     assert results["generated"]["formats"] == {"mp4": len(pairs) // 2, "png frames": 2}
+    codecs = results["generated"]["codecs"]
+    assert codecs.pop("png") == 2 and len(codecs) == 1
+    (lossless,) = codecs
+    assert lossless.startswith("mp4/libx264rgb/") or lossless.startswith("mp4/h264/"), lossless
+    assert gt["media"]["generated_frames"].startswith("real frames: jpeg quality 90")
     frames = sorted((folder / "0000").iterdir())
     want = sha256_json([[p.name, sha256_file(p)] for p in frames])
     assert read_csv(results)[0]["generated_sha256"] == want
@@ -224,6 +237,7 @@ def test_mp4s_written_by_generate_score_within_the_codec_effects(
     assert all(abs(moved[k]) <= bounds[k] for k in bounds), moved
     assert moved["psnr"] != 0  # H.264 at crf 18 is lossy: the comparison is not vacuous
     assert results["generated"]["formats"] == {"mp4": len(pairs)}
+    assert results["generated"]["codecs"] == {"mp4/h264/yuv420p": len(pairs)}
 
 
 def test_missing_files_limit_resizing_trimming_and_bad_files(

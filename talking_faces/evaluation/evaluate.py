@@ -46,6 +46,7 @@ gathered in pair order, so the results equal a one-process run's, the metrics to
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from talking_faces.evaluation.request import EvaluationRequest, check_request, l
 from talking_faces.evaluation.results import (
     ResultsRecord,
     protocol_sha256,
+    scored_media,
     write_per_clip_csv,
     write_results,
 )
@@ -100,15 +102,21 @@ def results_kind(req: EvaluationRequest) -> str:
 
 def results_record(req: EvaluationRequest, scored: Scored, per_clip: str) -> ResultsRecord:
     """The results record of ``req`` from what was measured (``per_clip``: the CSV's name)."""
+    from talking_faces.data.dataset import read_root_text
+    from talking_faces.names import META_FILE
+
     metrics = scored.metrics
     folder = Path(req.out).parent
+    kind = results_kind(req)
+    meta = json.loads(read_root_text(req.data, META_FILE))
     return ResultsRecord(
         method=scored.method,
-        kind=results_kind(req),
+        kind=kind,
         label=label(req, scored.run_config),
         checkpoint=scored.checkpoint,
         baseline=({"name": req.baseline, "audio_shift": req.audio_shift} if req.baseline else None),
         generated=scored.generated,
+        media=scored_media(kind, meta, scored.generated),
         dataset=scored.dataset,
         split=scored.split,
         pairs=scored.pairs,

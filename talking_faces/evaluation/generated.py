@@ -122,6 +122,25 @@ def entry_sha256(path: Path) -> str:
     return sha256_file(path)
 
 
+def entry_codec(path: Path) -> str:
+    """What an entry's frames were stored as: ``png`` (a frame folder), ``npy`` (an array, no
+    codec), or a video file's ``<container>/<video codec>/<pixel format>`` as PyAV reads it
+    (``mp4/h264/yuv420p``): the leaderboard's LSE and LMD move with the codec."""
+    if path.is_dir():
+        return "png"
+    if path.suffix.lower() == ".npy":
+        return "npy"
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fmt = stream.codec_context.pix_fmt or "?"
+            return f"{container.format.name.split(',')[0]}/{stream.codec_context.name}/{fmt}"
+    except (av.error.FFmpegError, IndexError):
+        return "unknown"
+
+
 # ----------------------------------------------------------------------------- decoding
 def read_video(path: Path) -> np.ndarray:
     """The first video stream of ``path`` as ``T,H,W,3`` uint8 RGB (audio ignored)."""
@@ -293,19 +312,21 @@ class GeneratedFolder:
             "generated_sha256": entry_sha256(path),
             "generated_size": f"{w}x{h}",
             "generated_trimmed": int(n == t + 1),
+            "generated_codec": entry_codec(path),
         }
         return fit_to_crop(to_frames(frames[:t]), self.size)
 
     def row(self, j: int) -> dict[str, Any]:
         """The per-clip CSV columns of pair ``j`` (decoded by :meth:`clips`): its file, the
         file's sha256 (a frame folder's: over its frames), the frames' size, whether a last
-        frame was dropped."""
+        frame was dropped, how its frames were stored (:func:`entry_codec`)."""
         return dict(self.rows[j])
 
     def record(self, per_clip: list[dict[str, Any]]) -> dict[str, Any]:
         """The results' ``generated`` entry, from every process's per-clip rows: the folder,
         the sha256 over the scored files (of their ``[name, sha256]`` list, in pair order, as
-        the per-clip CSV lists them), their formats, how many were resized and trimmed."""
+        the per-clip CSV lists them), their formats and codecs, how many were resized and
+        trimmed."""
         crop = f"{self.size}x{self.size}"
         resized = collections.Counter(
             r["generated_size"] for r in per_clip if r["generated_size"] != crop
@@ -313,12 +334,14 @@ class GeneratedFolder:
         formats = collections.Counter(
             "png frames" if p.is_dir() else p.suffix.lower().lstrip(".") for p in self.paths
         )
+        codecs = collections.Counter(str(r["generated_codec"]) for r in per_clip)
         return {
             "path": str(self.folder),
             "sha256": sha256_json([[r["generated_file"], r["generated_sha256"]] for r in per_clip]),
             "files": len(per_clip),
             "unused_entries": self.unused,
             "formats": dict(sorted(formats.items())),
+            "codecs": dict(sorted(codecs.items())),
             "resized": {
                 "count": sum(resized.values()),
                 "from": dict(sorted(resized.items())),
@@ -333,6 +356,7 @@ class GeneratedFolder:
 __all__ = [
     "AUDIO_NOTE",
     "GeneratedFolder",
+    "entry_codec",
     "entry_sha256",
     "fit_to_crop",
     "list_entries",

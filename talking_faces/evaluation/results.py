@@ -60,6 +60,10 @@ class ResultsRecord:
     #: a folder of videos made elsewhere (``--generated``): its path, the sha256 over the files
     #: scored, their formats, resizing and trimming (:mod:`talking_faces.evaluation.generated`)
     generated: dict[str, Any] | None = _optional(dict)
+    #: how what was scored was stored (:func:`scored_media`): the generated frames (model
+    #: tensors, prepared JPEG frames, or the codecs of a ``--generated`` folder), the real
+    #: frames and the audio LSE scored
+    media: dict[str, Any] | None = _optional(dict)
     #: where the dataset is and what it is (``sha256``: its identity; ``meta_sha256``)
     dataset: dict[str, Any] = _required()
     split: str = _required()
@@ -113,7 +117,8 @@ REQUIRED_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(ResultsRecord) if f.metadata.get("required")
 )
 #: fields a results file may carry (newer than the format; older files lack them) and their types
-#: (:class:`ResultsRecord`): ``generated``, ``run_config``, ``videos``, ``provenance``
+#: (:class:`ResultsRecord`): ``generated``, ``media``, ``run_config``, ``videos``,
+#: ``provenance``
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     f.name: f.metadata["types"] for f in fields(ResultsRecord) if "types" in f.metadata
 }
@@ -128,6 +133,30 @@ SWEEP_PROVENANCE_FIELDS: tuple[str, ...] = (
     "overrides",
     "seed",
 )
+
+
+def scored_media(
+    kind: str, meta: dict[str, Any], generated: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The results' ``media``: how the frames and audio an evaluation scored were stored, from
+    the results' ``kind``, the dataset's ``meta.json`` and a ``--generated`` folder's record.
+    Re-encoding moves LSE and LMD (docs/metrics.md, "Codec robustness"), so results say it."""
+    real = (
+        f"{meta.get('frame_codec', 'jpeg')} quality {meta.get('jpeg_quality', '?')} at "
+        f"{meta.get('size', '?')} px (the prepared shards)"
+    )
+    if kind == "model":
+        frames = "the model's output frames, scored as float tensors (no codec)"
+    elif kind == "baseline":
+        frames = f"real frames: {real}"
+    else:
+        codecs = (generated or {}).get("codecs") or {}
+        frames = "files: " + ", ".join(f"{c} x{n}" for c, n in codecs.items())
+    audio = (
+        f"{meta.get('sample_rate', '?')} Hz mono waveform in the prepared shards (decoded from "
+        "the raw clips' audio once by prepare; PCM from then on)"
+    )
+    return {"generated_frames": frames, "real_frames": real, "audio": audio}
 
 
 def protocol_sha256(protocol: dict[str, Any]) -> str:
