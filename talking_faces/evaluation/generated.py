@@ -124,7 +124,7 @@ def entry_sha256(path: Path) -> str:
 
 def entry_codec(path: Path) -> str:
     """What an entry's frames were stored as: ``png`` (a frame folder), ``npy`` (an array, no
-    codec), or a video file's ``<container>/<video codec>/<pixel format>`` as PyAV reads it
+    codec), or a video file's ``<file extension>/<video codec>/<pixel format>`` as PyAV reads it
     (``mp4/h264/yuv420p``): the leaderboard's LSE and LMD move with the codec."""
     if path.is_dir():
         return "png"
@@ -136,7 +136,7 @@ def entry_codec(path: Path) -> str:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fmt = stream.codec_context.pix_fmt or "?"
-            return f"{container.format.name.split(',')[0]}/{stream.codec_context.name}/{fmt}"
+            return f"{path.suffix.lower().lstrip('.')}/{stream.codec_context.name}/{fmt}"
     except (av.error.FFmpegError, IndexError):
         return "unknown"
 
