@@ -72,6 +72,13 @@ HIGHER_IS_BETTER: MappingProxyType[str, bool | None] = MappingProxyType(
         "eyebrow_dynamics_norm": True,
         "silent_lip_mad_norm": True,
         "final_score": True,
+        # region metrics (metrics/regions.py), in regions of the real frames' landmarks: the
+        # error over the face outside the mouth and over the eyes and brows, the share of the
+        # real frames showing teeth in which the generated ones do, and how many clips had any
+        "face_l1_outside_mouth": False,
+        "eyes_l1": False,
+        "teeth_visible": True,
+        "teeth_clips_scored": None,
         "clips": None,
     }
 )

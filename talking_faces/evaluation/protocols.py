@@ -7,8 +7,8 @@
 
 A protocol file holds the fields of :class:`talking_faces.metrics.Protocol` plus
 :data:`SCORER_KEYS` (which networks score: ``syncnet``, ``landmarks``, ``lmd_reference``,
-``lpips``, ``identity``, ``naturalness``, ``fid``, ``fid_frame_stride``) and ``primary_metric``
-(what ranks its leaderboard table, :func:`primary_metric`).
+``lpips``, ``identity``, ``naturalness``, ``regions``, ``fid``, ``fid_frame_stride``) and
+``primary_metric`` (what ranks its leaderboard table, :func:`primary_metric`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ SCORER_KEYS = (
     "lpips",
     "identity",
     "naturalness",
+    "regions",
     "fid",
     "fid_frame_stride",
 )
@@ -96,6 +97,8 @@ class ProtocolFile:
     fid_frame_stride: int
     #: the file's ``primary_metric`` (None: the default, see :func:`primary_metric`)
     primary: Any
+    #: score the region metrics (face outside the mouth, eyes and brows, teeth)
+    regions: bool = False
 
     @property
     def name(self) -> str:
@@ -149,6 +152,7 @@ def split_protocol(raw: dict[str, Any]) -> ProtocolFile:
         fields=raw,
         lpips=bool(scorer.get("lpips", False)),
         naturalness=naturalness,
+        regions=bool(scorer.get("regions", False)),
         fid=bool(scorer.get("fid", False)),
         fid_frame_stride=int(scorer.get("fid_frame_stride", 1)),
         primary=primary,
@@ -164,6 +168,8 @@ def scored_metrics(resolved: dict[str, Any]) -> list[str]:
     identity = resolved.get("identity", {"kind": "none"})["kind"]
     metrics += [f"csim_{identity}"] if identity != "none" else []
     metrics += ["silent_lip_mad"] if resolved.get("naturalness") else []
+    regions = ["face_l1_outside_mouth", "eyes_l1", "teeth_visible"]
+    metrics += regions if resolved.get("regions") else []
     metrics += ["fid"] if resolved.get("fid") else []
     metrics += ["lmd"] if resolved["landmarks"]["kind"] != "none" else []
     metrics += ["lse_d", "lse_c"] if resolved["syncnet"]["kind"] != "none" else []

@@ -89,6 +89,8 @@ class Scorers:
     lpips_model: nn.Module | None = None
     #: score the landmark dynamics and silent-lip stability
     naturalness: bool = False
+    #: score the region metrics (face outside the mouth, eyes and brows, teeth)
+    regions: bool = False
     #: FID on frames (a VideoFID, its Inception loaded once)
     fid: VideoFID | None = None
 
@@ -305,6 +307,10 @@ def build_scorers(
         resolved["identity"] = {k: identity_described[k] for k in ("kind", "sha256")}
     if pf.naturalness:
         resolved["naturalness"] = {"metrics": list(NATURALNESS_KEYS), "silence": SILENCE_SOURCE}
+    if pf.regions:  # absent otherwise, so older protocols keep their sha256
+        from talking_faces.metrics.regions import describe as describe_regions
+
+        resolved["regions"] = describe_regions()
     if fid is not None:
         described = fid.describe()
         resolved["fid"] = {k: described[k] for k in ("sha256", "feature", "frame_stride")}
@@ -321,6 +327,7 @@ def build_scorers(
         identity_key=CSIM_KEYS.get(pf.identity, "csim_dlib"),
         lpips_model=lpips_model,
         naturalness=pf.naturalness,
+        regions=pf.regions,
         fid=fid,
     )
 
@@ -362,6 +369,7 @@ def build_suite(
         identity_key=scorers.identity_key,
         naturalness=scorers.naturalness,
         fid=scorers.fid,
+        regions=scorers.regions,
     ).to(device)
     diversity = (
         SampleDiversity(lpips_model, num_samples=num_samples).to(device)

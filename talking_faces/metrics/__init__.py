@@ -4,8 +4,9 @@ Generated clips -> :class:`MetricSuite` (one :class:`Protocol`) -> PSNR / SSIM /
 (:mod:`.image`), mouth LMD (:mod:`.landmarks`), LSE-D / LSE-C / AV offset with SyncNet
 (:mod:`.sync`), CPBD sharpness (:mod:`.sharpness`), sample diversity (:mod:`.diversity`), lip,
 head-motion and eyebrow dynamics and silent-lip stability from landmarks (:mod:`.naturalness`)
--> results JSON. Every state is added with a reduction, so the scores are right under DDP; every
-class sets ``higher_is_better``.
+and the face outside the mouth, the eyes and brows and the teeth against the real frames, in
+regions of their landmarks (:mod:`.regions`) -> results JSON. Every state is added with a
+reduction, so the scores are right under DDP; every class sets ``higher_is_better``.
 """
 
 from talking_faces.metrics.diversity import SampleDiversity, mouth_mask, sample_diversity
@@ -32,6 +33,15 @@ from talking_faces.metrics.naturalness import (
     silence_mask,
     silent_lip_mad,
 )
+from talking_faces.metrics.regions import (
+    EyesL1,
+    FaceL1OutsideMouth,
+    Regions,
+    TeethVisible,
+    eyes_l1,
+    face_l1_outside_mouth,
+    teeth_visible,
+)
 from talking_faces.metrics.sharpness import VideoCPBD, cpbd, video_cpbd
 from talking_faces.metrics.suite import HIGHER_IS_BETTER, MetricSuite, Protocol
 from talking_faces.metrics.sync import (
@@ -47,6 +57,8 @@ from talking_faces.metrics.sync import (
 
 __all__ = [
     "EyebrowDynamics",
+    "EyesL1",
+    "FaceL1OutsideMouth",
     "HIGHER_IS_BETTER",
     "HeadMotionDynamics",
     "LandmarkDistance",
@@ -54,16 +66,20 @@ __all__ = [
     "LipSyncError",
     "MetricSuite",
     "Protocol",
+    "Regions",
     "SampleDiversity",
     "SilentLipStability",
     "SyncConfidence",
     "SyncDistance",
+    "TeethVisible",
     "VideoCPBD",
     "VideoLPIPS",
     "VideoPSNR",
     "VideoSSIM",
     "cpbd",
     "eyebrow_dynamics",
+    "eyes_l1",
+    "face_l1_outside_mouth",
     "final_score",
     "gt_normalised",
     "head_motion_dynamics",
@@ -79,6 +95,7 @@ __all__ = [
     "sync_distances",
     "sync_windows",
     "syncnet_mfcc",
+    "teeth_visible",
     "video_cpbd",
     "video_lpips",
     "video_psnr",

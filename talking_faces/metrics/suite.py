@@ -4,9 +4,10 @@ Generated clips + the batch's targets, waveform and landmarks -> :class:`MetricS
 PSNR, SSIM, LPIPS, CPBD (at the protocol's resolution and colour space), mouth LMD (landmark model
 on the generated frames vs the batch's landmarks, in protocol-resolution pixels), LSE-D / LSE-C /
 offset (SyncNet on the generated frames at their own resolution), identity similarity (a face
-embedder on the identity image and each generated frame at its own resolution) ->
-:meth:`MetricSuite.compute`
-(means over clips, reduced across DDP processes because every score is a torchmetrics state) and
+embedder on the identity image and each generated frame at its own resolution), the region
+metrics (the face outside the mouth, the eyes and brows, the teeth: in regions of the batch's
+landmarks, at the protocol's resolution) -> :meth:`MetricSuite.compute` (means over clips,
+reduced across DDP processes because every score is a torchmetrics state) and
 :meth:`MetricSuite.per_clip` rows -> results JSON and per-clip CSV (written by the evaluator).
 
 A :class:`Protocol` names every convention that changes the numbers; two results are comparable
@@ -40,6 +41,7 @@ from talking_faces.metrics.image import (
 )
 from talking_faces.metrics.landmarks import LMD_VARIANTS, LandmarkDistance
 from talking_faces.metrics.naturalness import Naturalness
+from talking_faces.metrics.regions import Regions
 from talking_faces.metrics.sharpness import BLOCK, VideoCPBD
 from talking_faces.metrics.sync import CHANNEL_ORDERS, MODES, LipSyncError, lip_sync_errors
 from talking_faces.nn.syncnet import SyncNet
@@ -196,6 +198,9 @@ class MetricSuite(nn.Module):
             the landmark model's points of the generated frames (needs ``landmark_model``;
             ``update(..., silence=B,T)`` gives the silent frames, see
             :mod:`talking_faces.metrics.naturalness`).
+        regions: score the face outside the mouth, the eyes and brows and the teeth against the
+            real frames, in regions of the batch's ``target_landmarks`` (the real frames' points;
+            :mod:`talking_faces.metrics.regions`).
         fid: a :class:`talking_faces.metrics.fid.VideoFID` (its Inception loaded), or None.
         identity_model: a face embedder, ``N,3,H,W`` in [0,1] -> ``N,D`` (NaN rows where no face),
             for identity similarity under ``identity_key`` (``csim_dlib``, ``csim_arcface``);
@@ -225,6 +230,7 @@ class MetricSuite(nn.Module):
         identity_key: str = "csim_dlib",
         naturalness: bool = False,
         fid: VideoFID | None = None,
+        regions: bool = False,
     ) -> None:
         super().__init__()
         self.protocol = protocol if protocol is not None else Protocol()
@@ -237,6 +243,7 @@ class MetricSuite(nn.Module):
         #: a VideoFID (talking_faces.metrics.fid) when the protocol scores FID
         self.fid = fid
         self.naturalness = Naturalness() if naturalness and landmark_model is not None else None
+        self.regions = Regions() if regions else None
         if (lpips or diversity) and lpips_model is None:
             lpips_model = load_lpips()
         self.psnr = VideoPSNR()
@@ -304,6 +311,10 @@ class MetricSuite(nn.Module):
         ):
             lmk = (target_landmarks, target_landmarks_valid)
             columns.update(self._landmark_columns(pred, target, *lmk, silence))
+        if self.regions is not None and target_landmarks is not None:
+            columns.update(
+                self._region_columns(p_res, t_res, target, target_landmarks, target_landmarks_valid)
+            )
         if self.lse is not None and waveform is not None:
             box = self._lse_crop_box(*pred.shape[-2:])
             self.lse.update(pred, waveform, crop_box=box)
@@ -348,6 +359,25 @@ class MetricSuite(nn.Module):
         if self.naturalness is not None:
             columns.update(self.naturalness.update(pred_lmk, pred_valid, silence))
         return columns
+
+    def _region_columns(
+        self,
+        p_res: torch.Tensor,
+        t_res: torch.Tensor,
+        target: torch.Tensor,
+        target_landmarks: torch.Tensor,
+        target_valid: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The region metrics on the protocol-resolution frames, in regions of the real frames'
+        landmarks (moved from target-frame pixels to protocol-resolution pixels, centres at
+        integers)."""
+        if self.regions is None:
+            raise RuntimeError("MetricSuite does not score the regions")
+        res = self.protocol.resolution
+        scale = p_res.new_tensor([res / target.shape[-1], res / target.shape[-2]])
+        lmk = (target_landmarks.to(p_res.device).float() + 0.5) * scale - 0.5
+        valid = target_valid.to(p_res.device) if target_valid is not None else None
+        return self.regions.update(p_res, t_res, lmk, valid)
 
     def _identity_columns(
         self, pred: torch.Tensor, identity: torch.Tensor
@@ -420,6 +450,8 @@ class MetricSuite(nn.Module):
             out["lse_abs_offset"] = float(lse["abs_offset"])
         if self.naturalness is not None:
             out.update(self.naturalness.compute())
+        if self.regions is not None:
+            out.update(self.regions.compute())
         if self.fid is not None:
             out["fid"] = float(self.fid.compute())
             counts = self.fid.counts()
@@ -456,6 +488,7 @@ class MetricSuite(nn.Module):
             self.lse,
             self.csim,
             self.naturalness,
+            self.regions,
             self.fid,
             self.diversity,
         ):

@@ -90,7 +90,19 @@ REPORTED_FIELDS = ("method", "dataset", "protocol", "metrics", "citation", "tabl
 #: the table's column groups, in order (a metric a group lacks is left out); after them come the
 #: other headline metrics (``other``) and the final score (``score``)
 DIMENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("quality", ("psnr", "ssim", "lpips", "cpbd", "fid")),
+    (
+        "quality",
+        (
+            "psnr",
+            "ssim",
+            "lpips",
+            "cpbd",
+            "fid",
+            "face_l1_outside_mouth",
+            "eyes_l1",
+            "teeth_visible",
+        ),
+    ),
     (
         "naturalness",
         (

@@ -425,9 +425,9 @@ def _readme_intro(plan: Plan, cfg: CompareConfig, invoked: str) -> list[str]:
         f"reference rows ({', '.join(plan.references)}). {_seeds_text(cfg)} Budgets are "
         "steps, not minutes.",
         "",
-        f"{_sentence(data_identity_line(plan, cfg))}. The synthetic corpus and its prepared identity are "
-        "the same on every x86-64 CPU; training is not: PyTorch's CPU kernels are chosen by "
-        "the instruction set (AVX2, AVX-512, AMX), so the experts and methods trained on "
+        f"{_sentence(data_identity_line(plan, cfg))}. The synthetic corpus and its prepared "
+        "identity are the same on every x86-64 CPU; training is not: PyTorch's CPU kernels are "
+        "chosen by the instruction set (AVX2, AVX-512, AMX), so the experts and methods trained on "
         "another CPU differ in their last digits and can differ beyond them. Compare runs from "
         "different machines through their intervals and seed spreads.",
         "",
