@@ -58,10 +58,14 @@ def read_speech(name: str, seconds: float | None = None) -> np.ndarray:
 
 
 def mux(video: str, speech: str, out: Path) -> Path:
-    """``out``: the video asset's H.264 stream copied as it is, with the speech (cut to the
+    """``out``: the video asset's H.264 stream copied as it is, with the speech asset (cut to the
     video's length) as AAC."""
-    duration = CARPHONE_FRAMES / float(CARPHONE_FPS)
-    wave = read_speech(speech, duration)
+    return mux_wave(video, read_speech(speech, CARPHONE_FRAMES / float(CARPHONE_FPS)), out)
+
+
+def mux_wave(video: str, wave: np.ndarray, out: Path) -> Path:
+    """``out``: the video asset's H.264 stream copied as it is, with ``wave`` (mono float at
+    16 kHz) as AAC."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(asset(video))) as src, av.open(str(out), "w") as dst:
         vin = src.streams.video[0]

@@ -32,11 +32,10 @@ import json
 import math
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
-from real_footage import CARPHONE_FPS, CARPHONE_FRAMES, asset
+from real_footage import CARPHONE_FPS, CARPHONE_FRAMES, mux_wave
 
 from talking_faces.cli.main import main
 from talking_faces.data.silence import (
@@ -216,25 +215,6 @@ def _paused_speech(recording, after: int) -> tuple[np.ndarray, int]:
     return wave[: round(CARPHONE_FRAMES / float(CARPHONE_FPS) * SAMPLE_RATE)], cut
 
 
-def _mux(wave: np.ndarray, out: Path) -> None:
-    """Carphone's pristine H.264 stream copied as it is, with ``wave`` as AAC (as
-    real_footage.mux, which takes a speech asset)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(asset("carphone-pristine"))) as src, av.open(str(out), "w") as dst:
-        vin = src.streams.video[0]
-        vout = dst.add_stream_from_template(vin)
-        aout = dst.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-        for packet in src.demux(vin):
-            if packet.dts is None:
-                continue
-            packet.stream = vout
-            dst.mux(packet)
-        frame = av.AudioFrame.from_ndarray(wave[None, :], format="flt", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        for chunk in (*aout.encode(frame), *aout.encode(None)):
-            dst.mux(chunk)
-
-
 @pytest.fixture(scope="module")
 def paused_folder(tmp_path_factory: pytest.TempPathFactory, recordings) -> tuple[Path, dict]:
     """A ``--layout folder`` dataset of three Carphone clips whose LibriVox speech has a 1 s pause
@@ -243,7 +223,7 @@ def paused_folder(tmp_path_factory: pytest.TempPathFactory, recordings) -> tuple
     gaps = {}
     for stem, speech, after in PAUSED_CLIPS:
         wave, cut = _paused_speech(recordings[speech], after)
-        _mux(wave, root / "src" / "carphone" / f"{stem}.mp4")
+        mux_wave("carphone-pristine", wave, root / "src" / "carphone" / f"{stem}.mp4")
         gaps[f"carphone/{stem}"] = (cut / SAMPLES_PER_FRAME, (cut / SAMPLE_RATE + GAP_S) * FPS)
     out = root / "prep"
     argv = ["prepare", str(root / "src"), str(out), "--layout", "folder", "--landmarks", "dlib"]

@@ -53,6 +53,45 @@ class ExactSums(Metric):
         return torch.tensor(math.fsum(terms.cpu().tolist()), dtype=torch.float64)
 
 
+class ClipMean(ExactSums):
+    """Mean over the scored clips of a per-clip statistic (NaN: the clip is not scored); a
+    subclass's ``update`` computes the ``B,`` values and hands them to :meth:`_update`.
+
+    States: ``total`` (exact sum of the scored clips' values), ``clips`` and ``clips_unscored``
+    (``sum``-reduced counts), so N processes give one process's mean to the last bit.
+    ``batch_values`` holds the latest update's per-clip ``B,`` values (local).
+    """
+
+    is_differentiable = False
+    full_state_update = False
+    clips: torch.Tensor  # states registered with add_state
+    clips_unscored: torch.Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_sum_state("total")
+        for name in ("clips", "clips_unscored"):
+            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.batch_values = torch.empty(0, dtype=torch.float64)
+
+    def _update(self, per_clip: torch.Tensor) -> None:
+        per_clip = per_clip.to(self.clips.device, torch.float64)
+        scored = ~torch.isnan(per_clip)
+        self.batch_values = per_clip
+        self.add_terms("total", per_clip[scored])
+        self.clips += scored.sum()
+        self.clips_unscored += (~scored).sum()
+
+    def compute(self) -> torch.Tensor:
+        """Mean over the scored clips (NaN when none was)."""
+        return self.exact_sum("total") / self.clips
+
+    def counts(self) -> dict[str, int]:
+        """``clips_scored`` and ``clips_unscored`` over all processes."""
+        with self.sync_context():
+            return {"clips_scored": int(self.clips), "clips_unscored": int(self.clips_unscored)}
+
+
 class FrameScoredMean(ExactSums):
     """Mean over clips of a per-clip score that is itself a mean over the clip's scored frames
     (LMD, CSIM): a subclass's ``update`` computes ``(per_clip B, scored B, failed B)`` and hands

@@ -47,7 +47,7 @@ from torch import Tensor
 
 from talking_faces.data.silence import MIN_SILENCE_S as MIN_SILENCE_S
 from talking_faces.data.silence import silence_mask as silence_mask
-from talking_faces.metrics.exact import ExactSums
+from talking_faces.metrics.exact import ClipMean
 from talking_faces.utils.normalise import GT_EPSILON as GT_EPSILON
 from talking_faces.utils.normalise import final_score as final_score
 from talking_faces.utils.normalise import gt_normalised as gt_normalised
@@ -293,45 +293,7 @@ def silent_lip_mad(landmarks: Tensor, silence: Tensor, valid: Tensor | None = No
 # ---------------------------------------------------------------------------- metric classes
 
 
-class _ClipStatistic(ExactSums):
-    """Mean over the scored clips of a per-clip statistic (NaN: the clip is not scored).
-
-    States (``total``: exact sum of the scored clips' values; ``clips``, ``clips_unscored``:
-    ``sum``-reduced counts), so N processes give one process's mean to the last bit.
-    ``batch_values`` holds the latest update's per-clip ``B,`` values (local).
-    """
-
-    is_differentiable = False
-    full_state_update = False
-    clips: Tensor  # states registered with add_state
-    clips_unscored: Tensor
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_sum_state("total")
-        for name in ("clips", "clips_unscored"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.batch_values = torch.empty(0, dtype=torch.float64)
-
-    def _update(self, per_clip: Tensor) -> None:
-        per_clip = per_clip.to(self.clips.device, torch.float64)
-        scored = ~torch.isnan(per_clip)
-        self.batch_values = per_clip
-        self.add_terms("total", per_clip[scored])
-        self.clips += scored.sum()
-        self.clips_unscored += (~scored).sum()
-
-    def compute(self) -> Tensor:
-        """Mean over the scored clips (NaN when none was)."""
-        return self.exact_sum("total") / self.clips
-
-    def counts(self) -> dict[str, int]:
-        """``clips_scored`` and ``clips_unscored`` over all processes."""
-        with self.sync_context():
-            return {"clips_scored": int(self.clips), "clips_unscored": int(self.clips_unscored)}
-
-
-class LipDynamics(_ClipStatistic):
+class LipDynamics(ClipMean):
     """Lip dynamics (:func:`lip_dynamics`), mean over clips. ``update(landmarks B,T,68,2,
     valid B,T | None)``. Not a score on its own (its target is the ground truth's value):
     ``higher_is_better`` is None; :func:`gt_normalised` makes it one.
@@ -348,7 +310,7 @@ class LipDynamics(_ClipStatistic):
         self._update(lip_dynamics(landmarks, valid))
 
 
-class HeadMotionDynamics(_ClipStatistic):
+class HeadMotionDynamics(ClipMean):
     """Head-motion dynamics (:func:`head_motion_dynamics`), mean over clips.
     ``update(landmarks B,T,68,2, valid B,T | None)``; ``higher_is_better`` None (see
     :class:`LipDynamics`).
@@ -364,7 +326,7 @@ class HeadMotionDynamics(_ClipStatistic):
         self._update(head_motion_dynamics(landmarks, valid))
 
 
-class EyebrowDynamics(_ClipStatistic):
+class EyebrowDynamics(ClipMean):
     """Eyebrow dynamics (:func:`eyebrow_dynamics`), mean over clips.
     ``update(landmarks B,T,68,2, valid B,T | None)``; ``higher_is_better`` None (see
     :class:`LipDynamics`).
@@ -380,7 +342,7 @@ class EyebrowDynamics(_ClipStatistic):
         self._update(eyebrow_dynamics(landmarks, valid))
 
 
-class SilentLipStability(_ClipStatistic):
+class SilentLipStability(ClipMean):
     """Silent-lip MAD (:func:`silent_lip_mad`), mean over the clips with a counted silence.
     ``update(landmarks B,T,68,2, silence B,T, valid B,T | None)``; lower is stiller.
 

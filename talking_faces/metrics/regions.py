@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from talking_faces.metrics.exact import ExactSums
+from talking_faces.metrics.exact import ClipMean
 
 #: iBUG 68-point indices (0-based)
 FACE_POINTS = tuple(range(68))
@@ -268,45 +268,7 @@ def teeth_visible(
 # ---------------------------------------------------------------------------- metric classes
 
 
-class _RegionMean(ExactSums):
-    """Mean over the scored clips of a per-clip region value (NaN: the clip is not scored).
-
-    States: ``total`` (exact sum of the scored clips' values), ``clips`` and ``clips_unscored``
-    (``sum``-reduced counts), so N processes give one process's mean to the last bit.
-    ``batch_values`` holds the latest update's per-clip ``B,`` values (local).
-    """
-
-    is_differentiable = False
-    full_state_update = False
-    clips: Tensor  # states registered with add_state
-    clips_unscored: Tensor
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_sum_state("total")
-        for name in ("clips", "clips_unscored"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.batch_values = torch.empty(0, dtype=torch.float64)
-
-    def _update(self, per_clip: Tensor) -> None:
-        per_clip = per_clip.to(self.clips.device, torch.float64)
-        scored = ~torch.isnan(per_clip)
-        self.batch_values = per_clip
-        self.add_terms("total", per_clip[scored])
-        self.clips += scored.sum()
-        self.clips_unscored += (~scored).sum()
-
-    def compute(self) -> Tensor:
-        """Mean over the scored clips (NaN when none was)."""
-        return self.exact_sum("total") / self.clips
-
-    def counts(self) -> dict[str, int]:
-        """``clips_scored`` and ``clips_unscored`` over all processes."""
-        with self.sync_context():
-            return {"clips_scored": int(self.clips), "clips_unscored": int(self.clips_unscored)}
-
-
-class FaceL1OutsideMouth(_RegionMean):
+class FaceL1OutsideMouth(ClipMean):
     """:func:`face_l1_outside_mouth`, mean over clips. ``update(pred B,T,3,H,W, target, landmarks
     B,T,68,2, valid B,T | None)``; lower is better.
 
@@ -325,7 +287,7 @@ class FaceL1OutsideMouth(_RegionMean):
         self._update(face_l1_outside_mouth(pred, target, landmarks, valid))
 
 
-class EyesL1(_RegionMean):
+class EyesL1(ClipMean):
     """:func:`eyes_l1`, mean over clips (``update`` as :class:`FaceL1OutsideMouth`); lower is
     better."""
 
@@ -337,7 +299,7 @@ class EyesL1(_RegionMean):
         self._update(eyes_l1(pred, target, landmarks, valid))
 
 
-class TeethVisible(_RegionMean):
+class TeethVisible(ClipMean):
     """:func:`teeth_visible`, mean over the clips whose real frames show teeth (``update`` as
     :class:`FaceL1OutsideMouth`); higher is better, the ground truth scores 1."""
 
@@ -365,7 +327,7 @@ class Regions(torch.nn.Module):
         self.eyes = EyesL1()
         self.teeth = TeethVisible()
 
-    def _parts(self) -> tuple[_RegionMean, ...]:
+    def _parts(self) -> tuple[ClipMean, ...]:
         return (self.face, self.eyes, self.teeth)
 
     def update(
