@@ -319,3 +319,46 @@ def test_shared_validation_and_predict_steps(prepared_grid: Path, tmp_path: Path
     preds = trainer.predict(model, dataloaders=dm.test_dataloader())
     assert preds[0].shape == (2, 2, 4, 3, 64, 64)
     assert not torch.equal(preds[0][:, 0], preds[0][:, 1])
+
+
+# /proc/cpuinfo excerpts of real machines: an Intel Sapphire Rapids core (AMX), a Skylake-SP core
+# (AVX-512 without bf16) and an Arm Neoverse V1 core (Features: bf16)
+SAPPHIRE_RAPIDS = (
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+    "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+)
+SKYLAKE = (
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz\n"
+    "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512cd\n"
+)
+NEOVERSE_V1 = "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+def test_native_bf16_from_cpuinfo() -> None:
+    from talking_faces.utils.hardware import cpu_name, native_bf16_cpu, resolve_precision
+
+    assert native_bf16_cpu(SAPPHIRE_RAPIDS) and native_bf16_cpu(NEOVERSE_V1)
+    assert not native_bf16_cpu(SKYLAKE) and not native_bf16_cpu("")
+    assert cpu_name(SKYLAKE) == "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz"
+    # only `auto` is resolved; every other value goes to Lightning as written
+    assert resolve_precision("16-mixed", "cpu") == "16-mixed"
+    assert resolve_precision("32-true", "cpu") == "32-true"
+
+
+def test_precision_auto_is_saved_resolved(prepared_grid: Path, tmp_path: Path) -> None:
+    """`trainer.precision=auto` trains in bf16 exactly where this CPU has bf16 instructions and
+    saves what it used, so the run folder (and compare's report) says how it was computed."""
+    args = fit_args(
+        prepared_grid, tmp_path, "auto", "trainer.precision=auto", "trainer.max_steps=2"
+    )
+    assert main(args) == 0
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.split(":")[0].strip() in ("flags", "Features"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    native = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    cfg = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
+    assert cfg["trainer"]["precision"] == ("bf16-mixed" if native else "32-true")
+    log_text = (tmp_path / "auto" / "fit.log").read_text()
+    assert f"trainer.precision auto -> {cfg['trainer']['precision']}" in log_text

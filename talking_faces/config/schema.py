@@ -77,7 +77,8 @@ class TrainerConfig:
     #: "auto", "ddp", "ddp_spawn", "fsdp", ...
     strategy: str = "auto"
     num_nodes: int = 1
-    #: "32-true", "bf16-mixed", "16-mixed", ...
+    #: "32-true", "bf16-mixed", "16-mixed", ...; "auto": bf16-mixed where the device computes
+    #: bf16 natively (AVX512-BF16/AMX CPUs, bf16 GPUs), else 32-true (utils/hardware.py)
     precision: str = "32-true"
     max_steps: int = -1
     max_epochs: int | None = None

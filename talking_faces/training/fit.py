@@ -75,6 +75,7 @@ from talking_faces.training.callbacks import (
 from talking_faces.training.loggers import build_loggers, check_loggers, finish_loggers
 from talking_faces.training.resume import RankGeneratorStates
 from talking_faces.utils.distributed import global_rank_from_env
+from talking_faces.utils.hardware import cpu_name, resolve_precision
 from talking_faces.utils.io import write_json_atomic, write_text_atomic
 from talking_faces.utils.provenance import git_info
 
@@ -399,6 +400,8 @@ def fit(cfg: DictConfig) -> Path:
     cfg = cfg.copy()
     OmegaConf.set_struct(cfg, True)
     rank = global_rank_from_env()
+    asked = str(cfg.trainer.precision)
+    cfg.trainer.precision = resolve_precision(asked, str(cfg.trainer.accelerator))
     run_dir = run_dir_of(cfg)
     ckpt = resolve_ckpt(cfg, run_dir)
     resume_step = _checkpoint_step(ckpt)
@@ -416,6 +419,9 @@ def fit(cfg: DictConfig) -> Path:
     # simply be run again once fixed
     created_here = rank == 0 and not run_dir.exists()
     handler = _open_run_dir(cfg, run_dir, rank, ckpt is not None, landmark_expert)
+    if asked != cfg.trainer.precision and rank == 0:
+        # auto: bf16 where the device computes it natively (saved resolved in config.yaml)
+        log.info("trainer.precision %s -> %s (CPU: %s)", asked, cfg.trainer.precision, cpu_name())
     loggers: list[Logger] = []
     finished = False
     try:

@@ -22,11 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from talking_faces.errors import UserError
-from talking_faces.names import FPS, HIGHER_IS_BETTER, METRICS_CSV, SAMPLE_RATE, STATIC
+from talking_faces.names import (
+    FPS,
+    HIGHER_IS_BETTER,
+    METRICS_CSV,
+    RUN_CONFIG_FILE,
+    SAMPLE_RATE,
+    STATIC,
+)
 from talking_faces.orchestration.compare.config import CompareConfig
 from talking_faces.orchestration.compare.plan import Plan
+from talking_faces.utils.hardware import cpu_name, native_bf16_cpu
 from talking_faces.utils.io import atomic_path, write_text_atomic
 
 SMOKE_TITLE = "smoke run (compare --quick): not a comparison"
@@ -368,15 +377,30 @@ def data_identity_line(plan: Plan, cfg: CompareConfig) -> str:
     )
 
 
+def _run_arithmetic(run_dir: Path | None) -> str:
+    """How a training run computed: its saved ``trainer.precision`` (``auto`` resolved) and
+    memory format; empty for a stage that trains nothing or a run folder not written yet."""
+    if run_dir is None:
+        return ""
+    try:
+        trainer = OmegaConf.load(run_dir / RUN_CONFIG_FILE).trainer
+    except (OSError, AttributeError, ValueError):
+        return ""
+    fmt = "channels-last" if trainer.get("channels_last", False) else "NCHW"
+    return f"{trainer.get('precision', '32-true')}, {fmt}"
+
+
 def _timings_table(plan: Plan) -> list[str]:
-    lines = ["| stage | what | seconds |", "|---|---|---:|"]
+    lines = ["| stage | what | arithmetic | seconds |", "|---|---|---|---:|"]
     for s in plan.stages:
         try:
             rec = json.loads((plan.layout.state / f"{s.name}.json").read_text())
             seconds = f"{rec['seconds']:.0f}"
         except (OSError, json.JSONDecodeError, KeyError):
             seconds = "–"  # this stage (the report) is being written now
-        lines.append(f"| {s.name} | {s.detail or s.kind} | {seconds} |")
+        lines.append(
+            f"| {s.name} | {s.detail or s.kind} | {_run_arithmetic(s.run_dir)} | {seconds} |"
+        )
     return lines
 
 
@@ -539,6 +563,12 @@ def _timings_section(plan: Plan) -> list[str]:
     return [
         "",
         "## Timings (seconds, on the machine that ran each stage)",
+        "",
+        f"This report was written on this CPU: {cpu_name()} "
+        f"({'with' if native_bf16_cpu() else 'without'} native bf16). `arithmetic` is what each "
+        "training run's saved config says (`trainer.precision: auto` is saved resolved: "
+        "bf16-mixed where the CPU has AVX512-BF16 or AMX, fp32 elsewhere); a run trained in bf16 "
+        "differs from an fp32 one beyond the last digits.",
         "",
         *_timings_table(plan),
         "",
