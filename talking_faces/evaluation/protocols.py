@@ -7,7 +7,8 @@
 
 A protocol file holds the fields of :class:`talking_faces.metrics.Protocol` plus
 :data:`SCORER_KEYS` (which networks score: ``syncnet``, ``landmarks``, ``lmd_reference``,
-``lpips``, ``identity``, ``naturalness``, ``regions``, ``fid``, ``fid_frame_stride``) and
+``lpips``, ``identity``, ``naturalness``, ``regions``, ``fid``, ``fid_frame_stride``,
+``dlib_box``, ``identity_frame_stride``) and
 ``primary_metric`` (what ranks its leaderboard table, :func:`primary_metric`).
 """
 
@@ -35,6 +36,8 @@ SCORER_KEYS = (
     "regions",
     "fid",
     "fid_frame_stride",
+    "dlib_box",
+    "identity_frame_stride",
 )
 SYNCNET_CHOICES = ("expert", "public", "none")
 #: expert: the dataset's trained landmark expert; dlib: dlib's 68 points as Chen et al. run them
@@ -42,6 +45,9 @@ LANDMARK_CHOICES = ("expert", "dlib", "none")
 #: expert: the protocol's landmark model (expert or dlib) on the real frames; dataset: the
 #: landmarks stored with the prepared dataset
 LMD_REFERENCES = ("expert", "dataset")
+#: where dlib's landmark models look in each frame: detect (the detector on every frame, as Chen
+#: et al.) or aligned (aligned crops: the first box found in a batch serves all its frames)
+DLIB_BOX_CHOICES = ("detect", "aligned")
 #: the face embedding of identity similarity: dlib's (csim_dlib), ArcFace's (csim_arcface), none
 IDENTITY_CHOICES = ("dlib", "arcface", "none")
 #: the key naming the metric that ranks a leaderboard group under the protocol
@@ -99,6 +105,10 @@ class ProtocolFile:
     primary: Any
     #: score the region metrics (face outside the mouth, eyes and brows, teeth)
     regions: bool = False
+    #: ``detect`` or ``aligned`` (:data:`DLIB_BOX_CHOICES`): dlib's box in each frame
+    dlib_box: str = "detect"
+    #: identity similarity on every k-th frame of each clip
+    identity_frame_stride: int = 1
 
     @property
     def name(self) -> str:
@@ -130,8 +140,10 @@ def split_protocol(raw: dict[str, Any]) -> ProtocolFile:
         "landmarks": str(scorer.get("landmarks", "expert")),
         "lmd_reference": str(scorer.get("lmd_reference", "expert")),
         "identity": str(scorer.get("identity", "none")),
+        "dlib_box": str(scorer.get("dlib_box", "detect")),
     }
     for key, allowed in (
+        ("dlib_box", DLIB_BOX_CHOICES),
         ("syncnet", SYNCNET_CHOICES),
         ("landmarks", LANDMARK_CHOICES),
         ("lmd_reference", LMD_REFERENCES),
@@ -142,6 +154,12 @@ def split_protocol(raw: dict[str, Any]) -> ProtocolFile:
                 f"protocol {raw['name']!r}: {key} must be one of {', '.join(allowed)}, "
                 f"got {choice[key]!r}"
             )
+    stride = scorer.get("identity_frame_stride", 1)
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise UserError(
+            f"protocol {raw['name']!r}: identity_frame_stride must be a whole number of 1 or "
+            f"more, got {stride!r}"
+        )
     naturalness = bool(scorer.get("naturalness", False))
     if naturalness and choice["landmarks"] == "none":
         raise UserError(
@@ -155,6 +173,7 @@ def split_protocol(raw: dict[str, Any]) -> ProtocolFile:
         regions=bool(scorer.get("regions", False)),
         fid=bool(scorer.get("fid", False)),
         fid_frame_stride=int(scorer.get("fid_frame_stride", 1)),
+        identity_frame_stride=stride,
         primary=primary,
         **choice,
     )
@@ -196,6 +215,7 @@ def primary_metric(name: str, given: Any, resolved: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "DLIB_BOX_CHOICES",
     "IDENTITY_CHOICES",
     "LANDMARK_CHOICES",
     "LSE_INPUT_KEYS",

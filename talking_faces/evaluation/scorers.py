@@ -85,6 +85,9 @@ class Scorers:
     #: the face embedder of identity similarity and its results key (``csim_dlib`` ...)
     identity_model: Callable[[Tensor], Tensor] | None = None
     identity_key: str = "csim_dlib"
+    #: identity similarity on every k-th frame of each clip (the protocol's
+    #: ``identity_frame_stride``)
+    identity_frame_stride: int = 1
     #: the LPIPS module when the protocol scores LPIPS (loaded once, shared with diversity)
     lpips_model: nn.Module | None = None
     #: score the landmark dynamics and silent-lip stability
@@ -204,13 +207,14 @@ def _syncnet(
 
 
 def _landmarks(
-    choice: str, prep: str, given: str | None, device: str | torch.device
+    choice: str, prep: str, given: str | None, device: str | torch.device, box: str = "detect"
 ) -> tuple[Callable[[Tensor], Tensor] | None, dict[str, Any] | None, dict[str, Any]]:
-    """``(landmark model or None, its experts record or None, its resolved description)``."""
+    """``(landmark model or None, its experts record or None, its resolved description)``;
+    ``box``: the protocol's ``dlib_box``."""
     if choice == "dlib":
         from talking_faces.metrics.face_models import DlibLandmarkModel
 
-        dlib_model = DlibLandmarkModel()
+        dlib_model = DlibLandmarkModel(box=box)
         described = dlib_model.describe()
         return dlib_model, dict(described), described
     if choice != "expert":
@@ -221,18 +225,19 @@ def _landmarks(
 
 
 def _identity(
-    choice: str, arcface: str | None, device: str | torch.device
+    choice: str, arcface: str | None, device: str | torch.device, box: str = "detect"
 ) -> tuple[Callable[[Tensor], Tensor] | None, dict[str, Any]]:
-    """``(face embedder or None, its description: kind, sha256, weights)``."""
+    """``(face embedder or None, its description: kind, sha256, weights)``; ``box``: the
+    protocol's ``dlib_box``."""
     if choice == "dlib":
         from talking_faces.metrics.face_models import DlibFaceEmbedder
 
-        dlib_model = DlibFaceEmbedder()
+        dlib_model = DlibFaceEmbedder(box=box)
         return dlib_model, dlib_model.describe()
     if choice == "arcface":
         from talking_faces.metrics.face_models import ArcFaceEmbedder
 
-        arc = ArcFaceEmbedder(arcface)
+        arc = ArcFaceEmbedder(arcface, box=box)
         arc.net.to(device)
         return arc, arc.describe()
     return None, {"kind": "none"}
@@ -273,9 +278,9 @@ def build_scorers(
         pf.syncnet, pf.fields, prep, syncnet_path, syncnet_public, device
     )
     landmark_model, landmarks_record, landmarks_described = _landmarks(
-        pf.landmarks, prep, landmarks_path, device
+        pf.landmarks, prep, landmarks_path, device, pf.dlib_box
     )
-    identity_model, identity_described = _identity(pf.identity, arcface, device)
+    identity_model, identity_described = _identity(pf.identity, arcface, device, pf.dlib_box)
     fid = None
     if pf.fid:
         from talking_faces.metrics.fid import VideoFID
@@ -305,6 +310,10 @@ def build_scorers(
     # absent otherwise, so older protocols keep their sha256
     if identity_model is not None:
         resolved["identity"] = {k: identity_described[k] for k in ("kind", "sha256")}
+        if "box" in identity_described:  # dlib_box: aligned (detect keeps older sha256s)
+            resolved["identity"]["box"] = identity_described["box"]
+        if pf.identity_frame_stride != 1:
+            resolved["identity"]["frame_stride"] = pf.identity_frame_stride
     if pf.naturalness:
         resolved["naturalness"] = {"metrics": list(NATURALNESS_KEYS), "silence": SILENCE_SOURCE}
     if pf.regions:  # absent otherwise, so older protocols keep their sha256
@@ -325,6 +334,7 @@ def build_scorers(
         experts=experts,
         identity_model=identity_model,
         identity_key=CSIM_KEYS.get(pf.identity, "csim_dlib"),
+        identity_frame_stride=pf.identity_frame_stride,
         lpips_model=lpips_model,
         naturalness=pf.naturalness,
         regions=pf.regions,
@@ -367,6 +377,7 @@ def build_suite(
         lpips_model=lpips_model,
         identity_model=scorers.identity_model,
         identity_key=scorers.identity_key,
+        identity_frame_stride=scorers.identity_frame_stride,
         naturalness=scorers.naturalness,
         fid=scorers.fid,
         regions=scorers.regions,

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from talking_faces.data.prepare.landmarks import DlibLandmarks
-from talking_faces.errors import MissingWeightsError
+from talking_faces.data.prepare.landmarks import DLIB_BOX_MODES, DlibLandmarks
+from talking_faces.errors import MissingWeightsError, UserError
 from talking_faces.utils.io import sha256_file
 
 #: the ArcFace backbone's file name in the weights folder
@@ -47,6 +47,13 @@ def _uint8_frames(frames: Tensor) -> np.ndarray:
     return np.ascontiguousarray(scaled.permute(0, 2, 3, 1).cpu().numpy())
 
 
+def _check_box(box: str) -> str:
+    """``box`` if it is one of :data:`DLIB_BOX_MODES`, else a one-line error."""
+    if box not in DLIB_BOX_MODES:
+        raise UserError(f"dlib_box must be one of {', '.join(DLIB_BOX_MODES)}, got {box!r}")
+    return box
+
+
 def grey(frame: np.ndarray) -> np.ndarray:
     """OpenCV's ``cvtColor(BGR2GRAY)`` of the frame Chen et al. read with ``cv2.imread``: BT.601
     luma of an RGB ``H,W,3`` uint8 frame, ``H,W`` uint8."""
@@ -65,13 +72,16 @@ class DlibLandmarkModel:
     found (LMD leaves those frames out and counts them).
     """
 
-    def __init__(self, detector: str = "hog", upsample: int = 1, on_grey: bool = True) -> None:
+    def __init__(
+        self, detector: str = "hog", upsample: int = 1, on_grey: bool = True, box: str = "detect"
+    ) -> None:
         self.backend = DlibLandmarks(detector=detector, upsample=upsample)
         self.on_grey = on_grey
+        self.box = _check_box(box)
         self.weights_sha256 = self.backend.weights_sha256
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "kind": "dlib",
             "sha256": self.weights_sha256,
             "weights": self.backend.weights_files,
@@ -79,12 +89,17 @@ class DlibLandmarkModel:
             "upsample": self.backend.upsample,
             "image": "grey" if self.on_grey else "rgb",
         }
+        if self.box != "detect":  # results of the authors' way keep their description
+            described["box"] = self.box
+        return described
 
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> Tensor:
         out = np.full((len(frames), 68, 2), np.nan, dtype=np.float32)
-        for i, frame in enumerate(_uint8_frames(frames)):
-            pts = self.backend.frame(grey(frame) if self.on_grey else frame)
+        images = [grey(f) if self.on_grey else f for f in _uint8_frames(frames)]
+        boxes = self.backend.call_boxes(images, self.box)
+        for i, (image, box) in enumerate(zip(images, boxes, strict=True)):
+            pts = self.backend.frame(image, box)
             if pts is not None:
                 out[i] = pts
         return torch.from_numpy(out).to(frames.device)
@@ -101,12 +116,13 @@ class DlibFaceEmbedder:
 
     dim = 128
 
-    def __init__(self, detector: str = "hog") -> None:
+    def __init__(self, detector: str = "hog", box: str = "detect") -> None:
         import dlib
 
         from talking_faces.utils.assets import asset_path, get_asset
 
         self.landmarks = DlibLandmarks(detector=detector)
+        self.box = _check_box(box)
         path = asset_path("dlib-face-embedding")  # MissingWeightsError, one line
         self._net = dlib.face_recognition_model_v1(str(path))
         files = dict(self.landmarks.weights_files)
@@ -115,18 +131,23 @@ class DlibFaceEmbedder:
         self.weights_sha256 = files[path.name]
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "kind": "dlib",
             "sha256": self.weights_sha256,
             "weights": self.weights_files,
             "detector": self.landmarks.detector,
         }
+        if self.box != "detect":
+            described["box"] = self.box
+        return described
 
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> Tensor:
         out = np.full((len(frames), self.dim), np.nan, dtype=np.float32)
-        for i, frame in enumerate(_uint8_frames(frames)):
-            shape = self.landmarks.shape(frame)
+        images = _uint8_frames(frames)
+        boxes = self.landmarks.call_boxes(images, self.box)
+        for i, (frame, box) in enumerate(zip(images, boxes, strict=True)):
+            shape = self.landmarks.shape(frame, box)
             if shape is not None:
                 out[i] = np.asarray(self._net.compute_face_descriptor(frame, shape, 0))
         return torch.from_numpy(out).to(frames.device)
@@ -167,7 +188,12 @@ class ArcFaceEmbedder:
         MissingWeightsError: the weight file does not exist (one line: where to put it).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, detector: str = "hog") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        detector: str = "hog",
+        box: str = "detect",
+    ) -> None:
         from talking_faces.nn.iresnet import load_iresnet
 
         file = arcface_weights_path(path)
@@ -179,6 +205,7 @@ class ArcFaceEmbedder:
             )
         self.net, self.depth = load_iresnet(file)
         self.landmarks = DlibLandmarks(detector=detector)
+        self.box = _check_box(box)
         self.path = file
         self.weights_sha256 = sha256_file(file)
 
@@ -189,14 +216,18 @@ class ArcFaceEmbedder:
             "path": str(self.path),
             "depth": self.depth,
             "landmarks": self.landmarks.weights_files,
+            **({"box": self.box} if self.box != "detect" else {}),
         }
 
-    def aligned(self, frame: np.ndarray) -> np.ndarray | None:
-        """The 112x112 RGB face of one ``H,W,3`` uint8 frame, or None where no face is found."""
+    def aligned(
+        self, frame: np.ndarray, box: tuple[int, int, int, int] | None | str = "detect"
+    ) -> np.ndarray | None:
+        """The 112x112 RGB face of one ``H,W,3`` uint8 frame (its face in ``box``; ``"detect"``:
+        the largest the detector finds), or None where no face is found."""
         import cv2
         from skimage.transform import SimilarityTransform
 
-        pts = self.landmarks.frame(frame)
+        pts = self.landmarks.frame(frame, box)
         if pts is None:
             return None
         tform = SimilarityTransform.from_estimate(five_points(pts), ARCFACE_TEMPLATE)
@@ -206,8 +237,10 @@ class ArcFaceEmbedder:
     def __call__(self, frames: Tensor) -> Tensor:
         out = torch.full((len(frames), 512), float("nan"))
         faces, rows = [], []
-        for i, frame in enumerate(_uint8_frames(frames)):
-            face = self.aligned(frame)
+        images = _uint8_frames(frames)
+        boxes = self.landmarks.call_boxes(images, self.box)
+        for i, (frame, box) in enumerate(zip(images, boxes, strict=True)):
+            face = self.aligned(frame, box)
             if face is not None:
                 faces.append(face)
                 rows.append(i)

@@ -205,6 +205,7 @@ class MetricSuite(nn.Module):
         identity_model: a face embedder, ``N,3,H,W`` in [0,1] -> ``N,D`` (NaN rows where no face),
             for identity similarity under ``identity_key`` (``csim_dlib``, ``csim_arcface``);
             ``None`` leaves it out.
+        identity_frame_stride: identity similarity on frames 0, k, 2k, ... of each clip.
 
     ``update(pred, target, waveform, target_landmarks, target_landmarks_valid, clip_ids,
     identity)``: ``pred``/``target`` ``B,T,3,H,W`` in [0,1], ``waveform`` ``B,S`` 16 kHz,
@@ -228,6 +229,7 @@ class MetricSuite(nn.Module):
         lse_batch_size: int = 64,
         identity_model: LandmarkModel | None = None,
         identity_key: str = "csim_dlib",
+        identity_frame_stride: int = 1,
         naturalness: bool = False,
         fid: VideoFID | None = None,
         regions: bool = False,
@@ -239,6 +241,9 @@ class MetricSuite(nn.Module):
         self.__dict__["landmark_model"] = landmark_model
         self.__dict__["identity_model"] = identity_model
         self.identity_key = identity_key
+        if identity_frame_stride < 1:
+            raise ValueError(f"identity_frame_stride must be 1 or more: {identity_frame_stride}")
+        self.identity_frame_stride = identity_frame_stride
         self.csim = IdentitySimilarity() if identity_model is not None else None
         #: a VideoFID (talking_faces.metrics.fid) when the protocol scores FID
         self.fid = fid
@@ -385,6 +390,7 @@ class MetricSuite(nn.Module):
         """Identity similarity of each clip's frames to its identity image (per-clip columns)."""
         if self.csim is None or self.identity_model is None:
             raise RuntimeError("MetricSuite has no identity model")
+        pred = pred[:, :: self.identity_frame_stride]  # frames 0, k, 2k, ... of each clip
         b, t = pred.shape[:2]
         ident = torch.as_tensor(self.identity_model(identity)).float().to(pred.device)
         frames = torch.as_tensor(self.identity_model(pred.flatten(0, 1))).float().to(pred.device)

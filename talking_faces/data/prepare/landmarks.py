@@ -30,7 +30,7 @@ import contextlib
 import inspect
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -287,6 +287,10 @@ def _largest(boxes: Any) -> list[np.ndarray]:
 
 #: dlib's face detectors: ``cnn`` (MMOD, the ``dlib-mmod-detector`` asset), ``hog`` (built in)
 DLIB_DETECTORS: tuple[str, ...] = ("cnn", "hog")
+#: where dlib's shape predictor reads each frame: the detector's box of that frame (Chen et al.),
+#: or, on aligned crops, the first found box for every frame of a call
+DLIB_BOX_MODES = ("detect", "aligned")
+
 #: frames whose shorter side is below this are upsampled (doubled) before detection, up to twice:
 #: both detectors miss faces smaller than about 80 pixels at the original size
 DLIB_MIN_SIDE = 256
@@ -377,23 +381,52 @@ class DlibLandmarks(LandmarkBackend):
         rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
         return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
 
-    def shape(self, frame: np.ndarray) -> Any | None:
-        """dlib's ``full_object_detection`` (68 parts) of the largest face in one frame (RGB, or
-        grey ``H,W``), or None: what dlib's face embedding takes with the image."""
-        import dlib
-
+    def largest_box(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The largest face box (by area) the detector finds in one frame, or None."""
         boxes = self.boxes(frame)
         if not boxes:
             return None
-        left, top, right, bottom = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+
+    def call_boxes(
+        self, frames: Sequence[np.ndarray], mode: str = "detect"
+    ) -> list[tuple[int, int, int, int] | None]:
+        """The box the shape predictor reads in each frame (:data:`DLIB_BOX_MODES`): ``detect``
+        runs the detector on every frame; ``aligned`` (for aligned face crops, where the face
+        box is the same in every frame) runs it until it finds a face and gives that box to
+        every frame, those before it included."""
+        if mode == "detect":
+            return [self.largest_box(f) for f in frames]
+        if mode != "aligned":
+            raise UserError(f"unknown dlib box mode {mode!r}; choose one of {DLIB_BOX_MODES}")
+        for f in frames:
+            box = self.largest_box(f)
+            if box is not None:
+                return [box] * len(frames)
+        return [None] * len(frames)
+
+    def shape(
+        self, frame: np.ndarray, box: tuple[int, int, int, int] | None | str = "detect"
+    ) -> Any | None:
+        """dlib's ``full_object_detection`` (68 parts) of the face in ``box`` of one frame (RGB,
+        or grey ``H,W``; ``"detect"``: the largest face the detector finds), or None: what dlib's
+        face embedding takes with the image."""
+        import dlib
+
+        found = self.largest_box(frame) if isinstance(box, str) else box
+        if found is None:
+            return None
+        left, top, right, bottom = found
         image = np.ascontiguousarray(frame, dtype=np.uint8)
         shape = self._predictor(image, dlib.rectangle(left, top, right, bottom))
         return shape if shape.num_parts == NUM_LANDMARKS else None
 
-    def frame(self, frame: np.ndarray) -> np.ndarray | None:
-        """The 68 points (68, 2) float32 of the largest face in one frame (RGB, or grey ``H,W``),
-        or None."""
-        shape = self.shape(frame)
+    def frame(
+        self, frame: np.ndarray, box: tuple[int, int, int, int] | None | str = "detect"
+    ) -> np.ndarray | None:
+        """The 68 points (68, 2) float32 of the face in ``box`` of one frame (RGB, or grey
+        ``H,W``; ``"detect"``: the largest face the detector finds), or None."""
+        shape = self.shape(frame, box)
         if shape is None:
             return None
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
