@@ -52,12 +52,13 @@ def test_synthetic_config_and_its_quick_section() -> None:
     assert s is not None and (s.layout, s.speakers, s.clips, s.size) == ("grid", 4, 20, 128)
     assert (cfg.prepare.size, cfg.prepare.landmarks) == (64, "sidecar")
     budgets = {m: p.max_steps for m, p in cfg.active_methods.items()}
-    assert budgets == {"ldm": 1900, "davs": 3000, "amie": 3000}
+    assert budgets == {"ldm": 1500, "davs": 2500, "amie": 2200}
+    assert cfg.seeds == 3  # the default comparison: mean ± std over three training seeds
     assert cfg.methods["ldm"].samples == 3 and cfg.evaluate.protocol == "synthetic"
     assert all(p.max_steps is None and not p.overrides for p in cfg.experts.values())
 
     quick = load_compare_config(SYNTHETIC, quick=True)
-    assert quick.smoke and quick.name == "synthetic-quick"
+    assert quick.smoke and quick.name == "synthetic-quick" and quick.seeds == 1
     assert all(p.max_steps < 50 for p in quick.active_methods.values())
 
 
