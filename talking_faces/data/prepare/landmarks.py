@@ -389,7 +389,7 @@ class DlibLandmarks(LandmarkBackend):
         return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
 
     def call_boxes(
-        self, frames: Sequence[np.ndarray], mode: str = "detect"
+        self, frames: Sequence[np.ndarray] | np.ndarray, mode: str = "detect"
     ) -> list[tuple[int, int, int, int] | None]:
         """The box the shape predictor reads in each frame (:data:`DLIB_BOX_MODES`): ``detect``
         runs the detector on every frame; ``aligned`` (for aligned face crops, where the face
