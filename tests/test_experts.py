@@ -173,6 +173,13 @@ def test_syncnet_expert_learns_and_is_exported(trained: Path) -> None:
         assert torch.equal(value, state[key]), key
     with pytest.raises(UserError, match="not 'landmarks'"):
         load_expert(path, "landmarks")
+    # the same weights exported again have the same sha256 (results name experts by it)
+    from talking_faces.experts.base import export_checkpoint
+
+    source = torch.load(best, map_location="cpu", weights_only=True)
+    again = trained.parent / "again" / "syncnet.ckpt"
+    again.parent.mkdir(exist_ok=True)
+    assert export_checkpoint(source, again) == digest
 
 
 @pytest.mark.slow

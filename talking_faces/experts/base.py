@@ -62,8 +62,10 @@ def export_checkpoint(source: dict[str, Any], dest: str | os.PathLike[str]) -> s
         "talking_faces_expert": source["hyper_parameters"]["config"]["name"],
     }
     dest = Path(dest)
-    with atomic_path(dest) as tmp:
-        torch.save(slim, tmp)
+    # into an open file, not a path: torch.save names the archive's records after a path's stem
+    # (here the random temporary name), which would give the same weights another sha256
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        torch.save(slim, f)
     digest = sha256_file(dest)
     write_text_atomic(dest.with_name(dest.name + ".sha256"), f"{digest}  {dest.name}\n")
     return digest

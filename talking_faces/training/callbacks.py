@@ -34,8 +34,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        # an open file, not a path: torch.save would name the archive's records after the
+        # temporary file's random name, so equal checkpoints would differ in their sha256
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
 
 
 class StepCheckpoint(ModelCheckpoint):
