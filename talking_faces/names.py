@@ -122,3 +122,9 @@ def last_checkpoint(run_dir: str) -> str:
 def expert_file(prepared: str, name: str) -> str:
     """``PREP/experts/<name>.ckpt`` of a prepared dataset (a folder or an ``s3://`` prefix)."""
     return f"{prepared.rstrip('/')}/{EXPERTS_DIR}/{name}.ckpt"
+
+
+#: where dlib's shape predictor reads each frame (protocol key ``dlib_box``): the detector's box
+#: of that frame (Chen et al.), or, on aligned crops, the first found box for every frame of a
+#: batch
+DLIB_BOX_MODES = ("detect", "aligned")

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from talking_faces.config.files import named_file
 from talking_faces.errors import UserError
-from talking_faces.names import RANKING_FALLBACK
+from talking_faces.names import DLIB_BOX_MODES, RANKING_FALLBACK
 
 #: keys of a protocol file that choose the scoring networks (the rest are Protocol fields)
 SCORER_KEYS = (
@@ -47,7 +47,7 @@ LANDMARK_CHOICES = ("expert", "dlib", "none")
 LMD_REFERENCES = ("expert", "dataset")
 #: where dlib's landmark models look in each frame: detect (the detector on every frame, as Chen
 #: et al.) or aligned (aligned crops: the first box found in a batch serves all its frames)
-DLIB_BOX_CHOICES = ("detect", "aligned")
+DLIB_BOX_CHOICES = DLIB_BOX_MODES
 #: the face embedding of identity similarity: dlib's (csim_dlib), ArcFace's (csim_arcface), none
 IDENTITY_CHOICES = ("dlib", "arcface", "none")
 #: the key naming the metric that ranks a leaderboard group under the protocol

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from talking_faces.data.prepare.landmarks import DLIB_BOX_MODES, DlibLandmarks
+from talking_faces.data.prepare.landmarks import DlibLandmarks
 from talking_faces.errors import MissingWeightsError, UserError
+from talking_faces.names import DLIB_BOX_MODES
 from talking_faces.utils.io import sha256_file
 
 #: the ArcFace backbone's file name in the weights folder

@@ -40,7 +40,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from talking_faces.data.clips import ClipSkipped, RawClip
 from talking_faces.errors import MissingWeightsError, UserError
-from talking_faces.names import FPS
+from talking_faces.names import DLIB_BOX_MODES, FPS
 from talking_faces.utils.io import sha256_file, sha256_json
 
 NUM_LANDMARKS = 68
@@ -287,10 +287,6 @@ def _largest(boxes: Any) -> list[np.ndarray]:
 
 #: dlib's face detectors: ``cnn`` (MMOD, the ``dlib-mmod-detector`` asset), ``hog`` (built in)
 DLIB_DETECTORS: tuple[str, ...] = ("cnn", "hog")
-#: where dlib's shape predictor reads each frame: the detector's box of that frame (Chen et al.),
-#: or, on aligned crops, the first found box for every frame of a call
-DLIB_BOX_MODES = ("detect", "aligned")
-
 #: frames whose shorter side is below this are upsampled (doubled) before detection, up to twice:
 #: both detectors miss faces smaller than about 80 pixels at the original size
 DLIB_MIN_SIDE = 256
