@@ -345,6 +345,63 @@ def test_native_bf16_from_cpuinfo() -> None:
     assert resolve_precision("32-true", "cpu") == "32-true"
 
 
+_MALLINFO = """
+import ctypes, sys
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+if sys.argv[1] == "tune":
+    from talking_faces.utils.allocator import tune_allocator
+    print(tune_allocator())
+else:
+    print("untouched")
+libc.malloc.restype = ctypes.c_void_p
+block = libc.malloc(64 * 2**20)  # 64 MiB, as torch's CPU allocator asks: above any mmap threshold
+print(libc.mallinfo2().hblkhd)
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("ctypes").CDLL(None), "mallinfo2"), reason="needs glibc >= 2.33"
+)
+@pytest.mark.parametrize(
+    ("env", "said", "mapped"),
+    [
+        ({}, "glibc: mmap off, trim threshold 2 GiB", False),
+        ({"MALLOC_ARENA_MAX": "2"}, "left as is (MALLOC_ARENA_MAX is set)", True),
+        ({"TALKING_FACES_MALLOC": "default"}, "left as is (TALKING_FACES_MALLOC=default)", True),
+    ],
+)
+def test_allocator_keeps_large_tensors_on_the_heap(
+    env: dict[str, str], said: str, mapped: bool
+) -> None:
+    """After tune_allocator a 64 MiB tensor comes from the heap (glibc counts no mmapped bytes),
+    so freeing and allocating it again costs no page faults; a user's own malloc settings are left
+    alone, and the process says which it did."""
+    import os
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    base.pop("TALKING_FACES_MALLOC", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _MALLINFO, "tune"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert out[0] == said
+    assert (int(out[1]) >= 64 * 2**20) is mapped
+    untouched = subprocess.run(
+        [sys.executable, "-c", _MALLINFO, "plain"], env=base, capture_output=True, text=True
+    ).stdout.split("\n")
+    assert int(untouched[1]) >= 64 * 2**20  # glibc's default: mmap
+
+
 def test_precision_auto_is_saved_resolved(prepared_grid: Path, tmp_path: Path) -> None:
     """`trainer.precision=auto` trains in bf16 exactly where this CPU has bf16 instructions and
     saves what it used, so the run folder (and compare's report) says how it was computed."""
@@ -362,3 +419,4 @@ def test_precision_auto_is_saved_resolved(prepared_grid: Path, tmp_path: Path) -
     assert cfg["trainer"]["precision"] == ("bf16-mixed" if native else "32-true")
     log_text = (tmp_path / "auto" / "fit.log").read_text()
     assert f"trainer.precision auto -> {cfg['trainer']['precision']}" in log_text
+    assert "C allocator: " in log_text  # what the run's process did to malloc (speed only)

@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from talking_faces import __version__
 from talking_faces.errors import UserError
+from talking_faces.utils.allocator import tune_allocator
 
 #: subcommand modules under ``talking_faces.cli``, in the order ``--help`` lists them
 COMMANDS: list[str] = [
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # bare `talking-faces`: what is there to run
         parser.print_help()
         return 0
+    tune_allocator()  # speed only, see talking_faces.utils.allocator
     try:
         code = args.func(args)
     except UserError as exc:

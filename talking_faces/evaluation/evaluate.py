@@ -61,6 +61,7 @@ from talking_faces.evaluation.results import (
     write_per_clip_csv,
     write_results,
 )
+from talking_faces.utils.allocator import tune_allocator
 from talking_faces.utils.provenance import git_info
 
 
@@ -73,6 +74,7 @@ def evaluate(req: EvaluationRequest) -> dict[str, Any]:
     process other than 0 of a running process group returns {} (process 0 writes).
     """
     check_request(req)
+    tune_allocator()  # speed only: large tensors from a kept heap (talking_faces.utils.allocator)
     _, world = process_rank()
     scored = score_on_devices(req) if req.devices > 1 and world == 1 else score(req)
     if scored is None:

@@ -74,6 +74,7 @@ from talking_faces.training.callbacks import (
 )
 from talking_faces.training.loggers import build_loggers, check_loggers, finish_loggers
 from talking_faces.training.resume import RankGeneratorStates
+from talking_faces.utils.allocator import tune_allocator
 from talking_faces.utils.distributed import global_rank_from_env
 from talking_faces.utils.hardware import cpu_name, resolve_precision
 from talking_faces.utils.io import write_json_atomic, write_text_atomic
@@ -397,6 +398,7 @@ def fit(cfg: DictConfig) -> Path:
     """
     require_complete(cfg)
     check_loggers(cfg)
+    allocator = tune_allocator()
     cfg = cfg.copy()
     OmegaConf.set_struct(cfg, True)
     rank = global_rank_from_env()
@@ -422,6 +424,8 @@ def fit(cfg: DictConfig) -> Path:
     if asked != cfg.trainer.precision and rank == 0:
         # auto: bf16 where the device computes it natively (saved resolved in config.yaml)
         log.info("trainer.precision %s -> %s (CPU: %s)", asked, cfg.trainer.precision, cpu_name())
+    if rank == 0:
+        log.info("C allocator: %s", allocator)
     loggers: list[Logger] = []
     finished = False
     try:
