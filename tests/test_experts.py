@@ -24,7 +24,7 @@ from talking_faces.experts import (
     ScalableSyncNet,
     SyncNetExpert,
 )
-from talking_faces.experts.landmarks import MOUTH, _augment
+from talking_faces.experts.landmarks import MOUTH, _augment, inference_network
 from talking_faces.experts.syncnet import balanced_accuracy
 from talking_faces.metrics.sync import lip_sync_errors, sync_distances, sync_windows
 from talking_faces.nn.syncnet import SyncNet
@@ -206,6 +206,27 @@ def test_landmark_expert_tracks_the_mouth(trained: Path) -> None:
     assert ours_px < 0.75 * mean_px, (ours_px, mean_px)
     corr = torch.corrcoef(torch.stack([torch.cat(opening), torch.cat(true_opening)]))[0, 1]
     assert corr > 0.6, float(corr)
+
+
+def test_expert_predicts_with_its_folded_channels_last_copy(trained: Path) -> None:
+    """In eval mode predict_landmarks runs a copy with each batch norm folded into its convolution
+    (channels-last): the trained expert's points within float rounding of the network's own, and
+    always from the current weights (fit's validation calls it between optimizer steps)."""
+    expert, _ = load_expert(trained / "experts" / "landmarks.ckpt", "landmarks")
+    frames = torch.rand(6, 3, *([expert.config.image_size] * 2))
+    expert.eval()
+    with torch.no_grad():
+        plain = expert.net(frames)
+        folded = inference_network(expert.net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert (expert.predict_landmarks(frames) - plain).abs().max() < 1e-3
+        assert not torch.equal(expert.predict_landmarks(frames), plain)  # the copy ran
+        expert.net.stem[0][0].weight.mul_(1.5)  # an optimizer step, in effect
+        moved = expert.net(frames)
+        assert (expert.predict_landmarks(frames) - moved).abs().max() < 1e-3
+        assert (moved - plain).abs().max() > 0.01
+        expert.train()  # training mode: the network itself (batch statistics)
+        assert torch.equal(expert.predict_landmarks(frames), expert.net(frames))
 
 
 def test_load_expert_refuses_other_files(tmp_path: Path) -> None:

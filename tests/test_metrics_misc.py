@@ -130,6 +130,16 @@ def test_cpbd_properties() -> None:
     blur_clip = torch.from_numpy(images["blurred"]).float().div(255).expand(1, 2, 3, *gray.shape)
     per_clip = video_cpbd(torch.cat([sharp_clip, blur_clip]))
     assert per_clip[0] == pytest.approx(cpbd(gray))
+    clips = torch.cat([sharp_clip, blur_clip, sharp_clip.flip(-1)])
+    scores = []
+    for threads in (1, 2):  # frames scored on one thread and on two: the same scores
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            scores.append(video_cpbd(clips))
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(scores[0], scores[1]) and torch.equal(scores[0][:2], per_clip)
     metric = VideoCPBD()
     metric.update(torch.cat([sharp_clip, blur_clip]))
     assert float(metric.compute()) == pytest.approx(float(per_clip.mean()))
