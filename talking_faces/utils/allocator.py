@@ -6,12 +6,12 @@ blocks are freed) from a fresh ``mmap`` and gives it back to the kernel on ``fre
 evaluation or training step allocates and frees tensors of tens of MiB thousands of times, so
 each one costs the kernel a page fault per 4 KiB page on first touch: on this project's 2-core
 machine a process that ran ``evaluate`` twice on 300 frames spent 5.9 s in the kernel beside
-13.4 s of user time, and 0.9 s with these settings (``benchmarks/README.md``). :func:`tune_allocator` turns ``mmap`` off for ordinary blocks
-(``M_MMAP_MAX = 0``) and keeps up to 2 GiB of freed memory at the heap's top
-(``M_TRIM_THRESHOLD``), so a freed block is reused instead of faulted in again; the process keeps
-its high-water mark of memory instead of handing it back between steps. PyTorch's CPU
-performance guide gives the same reason for preloading jemalloc or TCMalloc; these two settings
-reach most of their gain with the C library already loaded.
+13.4 s of user time, and 0.9 s with these settings (``benchmarks/README.md``).
+:func:`tune_allocator` turns ``mmap`` off for ordinary blocks (``M_MMAP_MAX = 0``) and keeps up to
+2 GiB of freed memory at the heap's top (``M_TRIM_THRESHOLD``), so a freed block is reused instead
+of faulted in again; the process keeps its high-water mark of memory instead of handing it back
+between steps. PyTorch's CPU performance guide preloads jemalloc or TCMalloc for the same reason;
+these two settings need no other library.
 
 Where it applies: glibc on Linux, and only when the user has not tuned the allocator already
 (any ``MALLOC_*`` variable, ``GLIBC_TUNABLES`` with ``malloc``, or a preloaded jemalloc /
