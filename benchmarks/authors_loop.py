@@ -92,7 +92,7 @@ import time
 import types
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 #: files of the authors' checkout this benchmark runs
@@ -500,7 +500,7 @@ def ours_case(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from throughput import _Repeat, batch_for, build, preset_path
+    from throughput import batch_for, build, fit_repeated, preset_path
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
@@ -538,25 +538,8 @@ def ours_case(args: argparse.Namespace, precision: str) -> dict[str, Any]:
             self.losses.append(float(loss))
 
     timer = StepTimer()
-    lightning_precision: Literal["32-true", "bf16-mixed"] = (
-        "32-true" if precision == "fp32" else "bf16-mixed"
-    )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=lightning_precision,
-        max_epochs=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    repeat: Any = _Repeat(batch, total)  # a map-style dataset (throughput.py's)
-    loader: torch.utils.data.DataLoader[dict] = torch.utils.data.DataLoader(repeat, batch_size=None)
-    trainer.fit(model, train_dataloaders=loader)
+    lightning_precision = "32-true" if precision == "fp32" else "bf16-mixed"
+    fit_repeated(model, batch, total, "cpu", lightning_precision, [timer])
     t = args.frames - 1 if c.first_frame_given else args.frames
     return {
         "side": "ours",
@@ -633,14 +616,6 @@ def run_child(
     result["process_kernel_s"] = usage.ru_stime
     result["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     return 0, result
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -767,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours/theirs: frames per CPU-second, same malloc setting"
     )
 
+    from talking_faces.utils.hardware import cpu_name
     from talking_faces.utils.io import write_json_atomic
 
     out = Path(args.out)
@@ -775,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "benchmark": "authors_loop",
             "machine": {
-                "cpu": cpu_model(),
+                "cpu": cpu_name(),
                 "cores": os.cpu_count(),
                 "platform": platform.platform(),
                 "python": platform.python_version(),

@@ -269,6 +269,33 @@ class _Repeat:
         return self.batch
 
 
+def fit_repeated(
+    model, batch: dict, steps: int, device: str, precision: str, callbacks: list
+) -> None:
+    """``steps`` training steps of ``model`` on ``batch`` in Lightning's own fit loop (no
+    validation, logging, checkpoints or progress bar; ``precision`` is Lightning's). One epoch of
+    ``steps`` batches: ``max_steps`` would count every optimizer's step of a manual-optimisation
+    method."""
+    import lightning as L
+    import torch
+
+    trainer = L.Trainer(
+        accelerator="cuda" if device == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        max_epochs=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    loader = torch.utils.data.DataLoader(_Repeat(batch, steps), batch_size=None)
+    trainer.fit(model, train_dataloaders=loader)
+
+
 def train_timing(
     args: argparse.Namespace, model, batch: dict, precision: str
 ) -> tuple[dict, float]:
@@ -283,7 +310,6 @@ def train_timing(
     import logging
 
     import lightning as L
-    import torch
 
     # Lightning sets its logger to INFO when imported; its banners would fill the table
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -327,23 +353,8 @@ def train_timing(
                 self.counter.__exit__(None, None, None)
 
     def fit(steps: int, callbacks: list) -> None:
-        # one epoch of ``steps`` batches: ``max_steps`` would count every optimizer's step of a
-        # manual-optimisation method
-        trainer = L.Trainer(
-            accelerator="cuda" if device == "cuda" else "cpu",
-            devices=1,
-            precision="32-true" if PRECISIONS[precision] is None else precision,
-            max_epochs=1,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=callbacks,
-        )
-        loader = torch.utils.data.DataLoader(_Repeat(batch, steps), batch_size=None)
-        trainer.fit(model, train_dataloaders=loader)
+        lightning_precision = "32-true" if PRECISIONS[precision] is None else precision
+        fit_repeated(model, batch, steps, device, lightning_precision, callbacks)
 
     count = CountStep()
     try:
