@@ -45,9 +45,6 @@ LANDMARK_CHOICES = ("expert", "dlib", "none")
 #: expert: the protocol's landmark model (expert or dlib) on the real frames; dataset: the
 #: landmarks stored with the prepared dataset
 LMD_REFERENCES = ("expert", "dataset")
-#: where dlib's landmark models look in each frame: detect (the detector on every frame, as Chen
-#: et al.) or aligned (aligned crops: the first box found in a batch serves all its frames)
-DLIB_BOX_CHOICES = DLIB_BOX_MODES
 #: the face embedding of identity similarity: dlib's (csim_dlib), ArcFace's (csim_arcface), none
 IDENTITY_CHOICES = ("dlib", "arcface", "none")
 #: the key naming the metric that ranks a leaderboard group under the protocol
@@ -105,7 +102,8 @@ class ProtocolFile:
     primary: Any
     #: score the region metrics (face outside the mouth, eyes and brows, teeth)
     regions: bool = False
-    #: ``detect`` or ``aligned`` (:data:`DLIB_BOX_CHOICES`): dlib's box in each frame
+    #: ``detect`` or ``aligned`` (:data:`talking_faces.names.DLIB_BOX_MODES`): dlib's box in each
+    #: frame
     dlib_box: str = "detect"
     #: identity similarity on every k-th frame of each clip
     identity_frame_stride: int = 1
@@ -143,7 +141,7 @@ def split_protocol(raw: dict[str, Any]) -> ProtocolFile:
         "dlib_box": str(scorer.get("dlib_box", "detect")),
     }
     for key, allowed in (
-        ("dlib_box", DLIB_BOX_CHOICES),
+        ("dlib_box", DLIB_BOX_MODES),
         ("syncnet", SYNCNET_CHOICES),
         ("landmarks", LANDMARK_CHOICES),
         ("lmd_reference", LMD_REFERENCES),
@@ -215,7 +213,6 @@ def primary_metric(name: str, given: Any, resolved: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "DLIB_BOX_CHOICES",
     "IDENTITY_CHOICES",
     "LANDMARK_CHOICES",
     "LSE_INPUT_KEYS",
