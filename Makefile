@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
+# --no-cache-dir: PyPI's Linux torch is a CUDA build whose NVIDIA libraries pip downloads (about
+# 3 GB); without it pip keeps a second copy of each in ~/.cache/pip, beside the 5.5 GB venv
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install --no-cache-dir -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
