@@ -9,9 +9,7 @@ it at 128 px, then measures:
   of the loading processes (the main process for 0 workers, the workers otherwise), and the
   shard MB/s that implies. Whole epochs are timed, worker start-up included;
 * ceilings (CPU time of one process): reading the shard files' bytes (no deserialisation, no
-  decoding), iterating the LitData records without decoding any JPEG, decoding JPEG frames with
-  libjpeg-turbo alone (the bound each loader row is set against) and with ``decode_frames``
-  (planar and channels-last). Loader rows are planar and channels-last frames.
+  decoding), iterating the LitData records without decoding any JPEG, and decoding JPEG frames.
 
 CPU-seconds make the per-core figure meaningful on a shared machine, where wall-clock rates
 depend on the other processes. Targets (from the issue): >= 2,000 frames/s per worker core at
