@@ -67,9 +67,7 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def time_loader(
-    prep: Path, t: int, workers: int, batch_size: int, min_s: float, channels_last: bool = False
-) -> dict[str, Any]:
+def time_loader(prep: Path, t: int, workers: int, batch_size: int, min_s: float) -> dict[str, Any]:
     """Iterate whole training epochs for at least ``min_s`` seconds of wall time.
 
     Wall-clock rates depend on what else the machine runs; CPU time does not (much), so the
@@ -79,13 +77,7 @@ def time_loader(
     """
     from talking_faces.data import TalkingFaceDataModule
 
-    dm = TalkingFaceDataModule(
-        str(prep),
-        num_frames=t,
-        batch_size=batch_size,
-        num_workers=workers,
-        channels_last=channels_last,
-    )
+    dm = TalkingFaceDataModule(str(prep), num_frames=t, batch_size=batch_size, num_workers=workers)
     loader = dm.train_dataloader()
     record_bytes = _mean_record_bytes(prep, "train")
     for _ in loader:  # one untimed epoch: first-use costs (imports, library loads, caches)
@@ -110,7 +102,6 @@ def time_loader(
     return {
         "T": t,
         "workers": workers,
-        "channels_last": channels_last,
         "batch_size": batch_size,
         "epochs": epochs,
         "frames": frames,
@@ -135,17 +126,10 @@ def _mean_record_bytes(prep: Path, split: str) -> float:
 
 
 def ceilings(prep: Path, frames_per_clip: int) -> dict[str, Any]:
-    import warnings
-
-    import numpy as np
-    import torch
     from litdata import StreamingDataset
-    from torchvision.io import decode_jpeg
 
     from talking_faces.data.dataset import decode_frames
-    from talking_faces.data.format import unpack_jpeg_frames as unpack
 
-    warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29's decoder notice
     files = shard_files(prep, "train")
     total = sum(p.stat().st_size for p in files)
     t0 = time.process_time()
@@ -171,20 +155,12 @@ def ceilings(prep: Path, frames_per_clip: int) -> dict[str, Any]:
 
     sample = ds[0]
     all_frames = list(range(int(sample["num_frames"])))
-    jpegs = [torch.from_numpy(np.frombuffer(f, np.uint8).copy()) for f in unpack(sample["frames"])]
-
-    def rate(decode: Any) -> float:
-        decode()
-        t0 = time.process_time()
-        decoded = 0
-        while time.process_time() - t0 < 1.0:
-            decode()
-            decoded += len(all_frames)
-        return decoded / (time.process_time() - t0)
-
-    decode_fps = rate(lambda: decode_jpeg(jpegs))  # libjpeg-turbo alone: the bound
-    planar_fps = rate(lambda: decode_frames(sample["frames"], all_frames))
-    cl_fps = rate(lambda: decode_frames(sample["frames"], all_frames, channels_last=True))
+    t0 = time.process_time()
+    decoded = 0
+    while time.process_time() - t0 < 1.0:
+        decode_frames(sample["frames"], all_frames)
+        decoded += len(all_frames)
+    decode_fps = decoded / (time.process_time() - t0)
     return {
         "shard_file_read_MB_per_cpu_s": round(file_mb_s, 1),
         "shard_file_read_frames_per_cpu_s": round(
@@ -195,8 +171,6 @@ def ceilings(prep: Path, frames_per_clip: int) -> dict[str, Any]:
         "records_no_decode_frames_per_cpu_s_T5": round(records_per_s * 5, 1),
         "records_no_decode_frames_per_cpu_s_T75": round(records_per_s * 75, 1),
         "jpeg_decode_frames_per_cpu_s": round(decode_fps, 1),
-        "decode_frames_planar_per_cpu_s": round(planar_fps, 1),
-        "decode_frames_channels_last_per_cpu_s": round(cl_fps, 1),
     }
 
 
@@ -254,10 +228,7 @@ def main() -> None:
 
     import torch
 
-    from talking_faces.utils.allocator import tune_allocator
-
     torch.set_num_threads(1)  # one core per loader process, as in the per-core target
-    allocator = tune_allocator()  # what `talking-faces fit` does before it loads anything
     with tempfile.TemporaryDirectory(prefix="dataloader-bench-") as tmp:
         if args.prepared is None:
             prep, timing, frames_per_clip = make_prepared(args, args.keep or Path(tmp))
@@ -267,35 +238,19 @@ def main() -> None:
             frames_per_clip = max(json.loads(r)["frames"] for r in rows)
         size = prepared_size(prep)
         meta = json.loads((prep / "meta.json").read_text())
-        ceiling = ceilings(prep, frames_per_clip)
-        bound = ceiling["jpeg_decode_frames_per_cpu_s"]
         loaders = []
         for t, bs in ((5, 16), (75, 2)):
-            for workers, channels_last in (
-                (0, False),
-                (1, False),
-                (2, False),
-                (0, True),
-                (2, True),
-            ):
-                row = time_loader(prep, t, workers, bs, args.seconds, channels_last)
-                # frames delivered, and JPEGs decoded (the window and its identity frame), per
-                # loader CPU-second against libjpeg-turbo's rate alone
-                row["of_decode_bound"] = round(row["frames_per_loader_cpu_s"] / bound, 3)
-                row["decoded_of_decode_bound"] = round(
-                    row["frames_per_loader_cpu_s"] * (t + 1) / t / bound, 3
-                )
+            for workers in (0, 1, 2):
+                row = time_loader(prep, t, workers, bs, args.seconds)
                 loaders.append(row)
                 print(
-                    f"T={t:3d} workers={workers} batch={bs:2d} "
-                    f"{'channels-last' if channels_last else 'planar':13s}: "
+                    f"T={t:3d} workers={workers} batch={bs:2d}: "
                     f"{row['frames_per_s']:7.0f} frames/s wall, "
-                    f"{row['frames_per_loader_cpu_s']:7.0f} frames per loader CPU-second "
-                    f"({100 * row['of_decode_bound']:.0f}% of the decode bound; decoded JPEGs "
-                    f"{100 * row['decoded_of_decode_bound']:.0f}%), "
+                    f"{row['frames_per_loader_cpu_s']:7.0f} frames per loader CPU-second, "
                     f"{row['shard_MB_per_s']:6.1f} MB/s of shards",
                     flush=True,
                 )
+        ceiling = ceilings(prep, frames_per_clip)
 
     result = {
         "benchmark": "dataloader",
@@ -316,7 +271,6 @@ def main() -> None:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "machine": platform.processor() or platform.machine(),
         "torch_threads": 1,
-        "allocator": allocator,
         "version": __version__,
     }
     write_json_atomic(args.out, result)

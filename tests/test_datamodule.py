@@ -155,42 +155,6 @@ def test_packed_frames_round_trip_and_match_litdata_jpeg_array() -> None:
         W.jpeg_offsets(blob[:-3])
 
 
-def test_decoded_frames_are_libjpeg_turbos_pixels_in_either_layout() -> None:
-    from torchvision.io import decode_jpeg
-
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (4, 24, 40, 3), dtype=np.uint8)  # not square, every value
-    blob = W.pack_jpeg_frames(frames, 90)
-    reference = torch.stack(
-        [
-            decode_jpeg(torch.frombuffer(bytearray(j), dtype=torch.uint8))
-            for j in W.unpack_jpeg_frames(blob)
-        ]
-    )[[3, 0, 2]]
-    planar = decode_frames(blob, [3, 0, 2])
-    assert planar.is_contiguous() and torch.equal(planar, reference)
-    cl = decode_frames(blob, [3, 0, 2], channels_last=True)
-    assert cl.shape == (3, 3, 24, 40) and cl.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(cl, reference)
-
-
-def test_frames_become_exactly_x_over_255_in_any_layout() -> None:
-    from talking_faces.data.batch import memory_order, unit_float
-
-    every = torch.arange(256, dtype=torch.uint8)
-    expected = every.to(torch.float32).mul_(1.0 / 255.0)  # the contract since the first loader
-    assert torch.equal(unit_float(every), expected) and unit_float(every)[-1] == 1.0
-    x = torch.randint(0, 256, (2, 3, 3, 5, 7), dtype=torch.uint8)
-    want = x.to(torch.float32).mul_(1.0 / 255.0)
-    cl = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # channels-last frames
-    assert memory_order(cl) == (0, 1, 3, 4, 2) and memory_order(x[:, :, ::2]) is None
-    got = unit_float(cl)
-    assert torch.equal(got, want) and got.stride() == cl.stride()  # the layout is kept
-    assert torch.equal(unit_float(x[:, :, ::2]), want[:, :, ::2])  # strided: torch's path
-    out = torch.empty(x.shape)
-    assert unit_float(cl, out=out) is out and torch.equal(out, want)
-
-
 def test_audio_windows_are_centred_on_frame_centre_rows() -> None:
     feats = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # 10 frames
     w = audio_windows(feats, np.array([0, 5, 9]), window=8, pad="edge")
@@ -497,33 +461,6 @@ def test_worker_processes_give_the_same_eval_batches(
     zero, one = collect(0), collect(1)
     assert zero.keys() == one.keys()
     assert all(torch.equal(zero[k], one[k]) for k in zero)
-
-
-def test_channels_last_batches_hold_the_same_values(
-    written_grid: tuple[Path, dict[str, ProcessedClip]],
-) -> None:
-    prep, clips = written_grid
-
-    def batches(channels_last: bool, workers: int) -> list[dict]:
-        dm = TalkingFaceDataModule(
-            str(prep), num_frames=5, batch_size=3, num_workers=workers, channels_last=channels_last
-        )
-        return [*dm.train_dataloader(), *dm.val_dataloader()]
-
-    planar = batches(False, 0)
-    for workers in (0, 1):
-        cl = batches(True, workers)
-        assert len(cl) == len(planar)
-        for a, b in zip(planar, cl, strict=True):
-            check_batch(b, 5, 28, 12, clips)
-            assert a["clip_id"] == b["clip_id"]
-            assert torch.equal(a["frames"], b["frames"]) and torch.equal(
-                a["identity"], b["identity"]
-            )
-            assert a["frames"].is_contiguous()
-            # B, T, 3, H, W seen over B, T, H, W, 3 bytes: each frame is channels-last
-            assert b["frames"].permute(0, 1, 3, 4, 2).is_contiguous()
-            assert b["identity"].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_ranks_read_disjoint_parts(written_grid: tuple[Path, dict[str, ProcessedClip]]) -> None:

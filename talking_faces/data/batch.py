@@ -79,88 +79,20 @@ def images_to_float(batch: Batch) -> Batch:
     for key in _IMAGE_KEYS:
         x = batch.get(key)
         if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
-            batch[key] = unit_float(x)
+            batch[key] = x.to(torch.float32).mul_(1.0 / 255.0)  # 255 -> exactly 1.0
     return batch
 
 
-#: what the bytes are multiplied by: 255 maps to exactly 1.0 in float32
-_UNIT = 1.0 / 255.0
-
-
-def memory_order(x: torch.Tensor) -> tuple[int, ...] | None:
-    """The dimensions of ``x`` from the slowest-varying in memory to the fastest, when ``x``
-    covers its memory densely in some order (contiguous, channels-last, ...): then
-    ``x.permute(order)`` is contiguous. None for any other striding."""
-    strides, sizes = x.stride(), x.shape
-    order = tuple(sorted(range(x.dim()), key=lambda d: (-strides[d], -sizes[d])))
-    return order if x.permute(order).is_contiguous() else None
-
-
-def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
-    inv = [0] * len(order)
-    for i, d in enumerate(order):
-        inv[d] = i
-    return tuple(inv)
-
-
-def unit_float(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 ``x`` as float32 in [0, 1], in ``x``'s memory layout: ``x.float() * (1/255)``, the
-    same values as ``x.to(torch.float32).mul_(1.0 / 255.0)`` to the bit (a test checks all 256).
-    With ``out`` (float32, ``x``'s shape) the values are written there and ``out`` is returned.
-
-    On the CPU this is one pass of OpenCV's ``cv2.multiply`` over the bytes in memory order
-    (7 us against torch's 18 us per 128 px frame here: torch converts and then multiplies, two
-    passes over a batch larger than the caches); elsewhere, and for strided views, torch's.
-    """
-    import cv2
-
-    order = memory_order(x)
-    dense_out = None
-    if order is not None and out is not None and out.permute(order).is_contiguous():
-        dense_out = out.permute(order)
-    fast = (
-        order is not None
-        and x.device.type == "cpu"
-        and 0 < x.numel() < 1 << 31
-        and (out is None or (dense_out is not None and out.device.type == "cpu"))
-    )
-    if not fast or order is None:
-        if out is None:
-            return x.to(torch.float32).mul_(_UNIT)
-        return out.copy_(x).mul_(_UNIT)
-    dense = x.permute(order)
-    if dense_out is None:
-        dense_out = torch.empty(dense.shape, dtype=torch.float32)
-    cols = dense.shape[-1] if dense.dim() else 1
-    dst = dense_out.numpy().reshape(-1, cols)
-    cv2.multiply(dense.numpy().reshape(-1, cols), 1.0, dst=dst, scale=_UNIT, dtype=cv2.CV_32F)
-    return out if out is not None else dense_out.permute(_inverse(order))
-
-
-def _empty_in_layout(
-    shape: tuple[int, ...], order: tuple[int, ...] | None, dtype: torch.dtype
-) -> torch.Tensor:
-    """An output of ``(B, *sample shape)`` whose samples lie in memory in ``order``."""
-    if order is None or order == tuple(range(len(order))):
-        return _empty(shape, dtype)
-    dense = _empty((shape[0], *(shape[d + 1] for d in order)), dtype)
-    return dense.permute(0, *(d + 1 for d in _inverse(order)))
-
-
 def _stack(values: list[torch.Tensor], image: bool) -> torch.Tensor:
-    """The samples' tensors stacked in the first one's memory layout (channels-last frames give
-    a channels-last batch: a contiguous copy per sample instead of a transposing one); uint8
-    images become float32 in [0, 1] with ``image``, each sample while its bytes are in cache."""
     first = values[0]
     shape = (len(values), *first.shape)
-    to_unit = image and first.dtype == torch.uint8
-    out = _empty_in_layout(shape, memory_order(first), torch.float32 if to_unit else first.dtype)
-    for i, v in enumerate(values):
-        if to_unit:
-            unit_float(v, out=out[i])
-        else:
-            out[i].copy_(v)
-    return out
+    if image and first.dtype == torch.uint8:
+        out = _empty(shape, torch.float32)
+        for i, v in enumerate(values):
+            out[i].copy_(v).mul_(1.0 / 255.0)  # 255 maps to exactly 1.0 in float32
+        return out
+    out = _empty(shape, first.dtype)
+    return torch.stack(values, out=out)
 
 
 def collate_batch(samples: Sequence[dict[str, Any]], float_images: bool = True) -> Batch:

@@ -33,8 +33,7 @@ from talking_faces.errors import UserError
 class BatchLoader(StreamingDataLoader):
     """LitData's loader yielding :class:`Batch`: workers collate frames as uint8 (a quarter of
     the bytes through shared memory; measured 1.5x more frames per worker CPU-second at T=5) and
-    they become float32 in [0, 1] here, in the process that consumes the batch. Without workers
-    the collate makes them float32 itself, one sample at a time while its bytes are in cache."""
+    they become float32 in [0, 1] here, in the process that consumes the batch."""
 
     def __iter__(self) -> Iterator[Batch]:
         for batch in super().__iter__():
@@ -64,10 +63,6 @@ class TalkingFaceDataModule(L.LightningDataModule):
         pin_memory: DataLoader ``pin_memory``.
         shuffle_train: shuffle the training clips each epoch.
         cache_dir: where LitData caches chunks streamed from a URL (its default otherwise).
-        channels_last: frames and identity frames in ``torch.channels_last`` memory order (the
-            shape stays ``B, T, 3, H, W``; the values are the same): the decoder's interleaved
-            bytes without the transposition to planes, for models whose convolutions run
-            channels-last (``trainer.channels_last``), which would transpose them back.
 
     Batch: see :class:`talking_faces.data.batch.Batch`.
     """
@@ -90,7 +85,6 @@ class TalkingFaceDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         shuffle_train: bool = True,
         cache_dir: str | None = None,
-        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.root = str(root)
@@ -113,7 +107,6 @@ class TalkingFaceDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.shuffle_train = shuffle_train
         self.cache_dir = cache_dir
-        self.channels_last = bool(channels_last)
         self._prepared: PreparedDataset | None = None
         self._datasets: dict[str, ClipWindowDataset] = {}
 
@@ -177,7 +170,6 @@ class TalkingFaceDataModule(L.LightningDataModule):
                 train=stage == "train",
                 shuffle=self.shuffle_train if stage == "train" else False,
                 cache_dir=self.cache_dir,
-                channels_last=self.channels_last,
             )
             if self.window.num_frames != "clip":
                 rows = self.prepared.rows(split)
@@ -200,7 +192,7 @@ class TalkingFaceDataModule(L.LightningDataModule):
             self.dataset(stage),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            collate_fn=functools.partial(collate_batch, float_images=self.num_workers == 0),
+            collate_fn=functools.partial(collate_batch, float_images=False),
             pin_memory=self.pin_memory,
         )
 

@@ -62,12 +62,10 @@ and landmarks are those of the whole audio clip, whatever the run's ``identity``
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from litdata import StreamingDataset
@@ -214,35 +212,12 @@ def word_at(words: np.ndarray, frame: int, clip_word: int) -> int:
     return int(words[hit[0], 2]) if hit.size else -1
 
 
-def decode_frames(
-    blob: bytes | memoryview, indices: list[int], channels_last: bool = False
-) -> torch.Tensor:
-    """Decode frames ``indices`` of a packed JPEG blob to ``(n, 3, H, W) uint8``.
-
-    libjpeg-turbo (``torchvision.io.decode_jpeg``) decodes each frame to interleaved ``H, W, 3``
-    bytes. By default the result is contiguous (planar): each frame's bytes are transposed to
-    ``3, H*W`` by OpenCV's ``cv2.transpose``, 2.3x faster here than torch's strided copy of a
-    3-wide innermost dimension. With ``channels_last`` the decoded bytes are only stacked, and the
-    result is the ``(n, H, W, 3)`` tensor seen as ``(n, 3, H, W)`` (``torch.channels_last``
-    strides): the same values, without the transposition, for models that compute channels-last.
-    """
+def decode_frames(blob: bytes | memoryview, indices: list[int]) -> torch.Tensor:
+    """Decode frames ``indices`` of a packed JPEG blob to ``(n, 3, H, W) uint8``."""
     off = jpeg_offsets(blob)
-    with warnings.catch_warnings():
-        # the shard's bytes are read-only; the decoder only reads them. torchvision >= 0.29 also
-        # warns once per call that its decoders are deprecated (in favour of TorchCodec)
-        warnings.simplefilter("ignore")
-        whole = torch.frombuffer(blob, dtype=torch.uint8)
-        decoded = decode_jpeg([whole[off[i] : off[i + 1]] for i in indices])
-    c, h, w = decoded[0].shape
-    if channels_last:
-        return torch.stack([d.permute(1, 2, 0) for d in decoded]).permute(0, 3, 1, 2)
-    if c == 1:
-        return torch.stack(decoded)
-    out = torch.empty((len(decoded), c, h, w), dtype=torch.uint8)
-    planes = out.numpy().reshape(len(decoded), c, h * w)
-    for i, d in enumerate(decoded):
-        cv2.transpose(d.permute(1, 2, 0).numpy().reshape(h * w, c), planes[i])
-    return out
+    buf = np.frombuffer(blob, dtype=np.uint8)
+    data = [torch.from_numpy(buf[off[i] : off[i + 1]].copy()) for i in indices]
+    return torch.stack(decode_jpeg(data))
 
 
 def feature_key(audio_feature: str, audio_pad: str = "edge") -> str:
@@ -338,7 +313,6 @@ class ClipWindowDataset(StreamingDataset):
         train: bool,
         shuffle: bool | None = None,
         cache_dir: str | None = None,
-        channels_last: bool = False,
     ) -> None:
         input_dir = prepared.shard_dir(split)
         if input_dir is None:
@@ -359,7 +333,6 @@ class ClipWindowDataset(StreamingDataset):
         self.split = split
         self.config = config
         self.train = train
-        self.channels_last = channels_last
         self._input_dir_url = input_dir
         self._cache_dir_arg = cache_dir
         # speaker index -> shard indices of its clips (what "other-clip" draws from); kept small
@@ -415,13 +388,11 @@ class ClipWindowDataset(StreamingDataset):
 
         identity_raw, identity_frame = self._identity(raw, rng, start, t, t_clip)
         if identity_raw is None:
-            decoded = decode_frames(raw["frames"], [*window, identity_frame], self.channels_last)
+            decoded = decode_frames(raw["frames"], [*window, identity_frame])
             frames, identity = decoded[:t], decoded[t]
         else:
-            frames = decode_frames(raw["frames"], window, self.channels_last)
-            identity = decode_frames(identity_raw["frames"], [identity_frame], self.channels_last)[
-                0
-            ]
+            frames = decode_frames(raw["frames"], window)
+            identity = decode_frames(identity_raw["frames"], [identity_frame])[0]
 
         feats = select_features(raw, cfg.audio_feature, cfg.drop_c0, cfg.audio_pad)
         audio = audio_windows(feats, np.asarray(window), cfg.audio_window, cfg.audio_pad)

@@ -202,9 +202,6 @@ def build_datamodule(cfg: DictConfig) -> TalkingFaceDataModule:
         test_split=d.test_split,
         pin_memory=d.pin_memory,
         cache_dir=d.cache_dir,
-        # the frames in the memory order the channels-last model computes in (the same values;
-        # the same trained weights to the bit, checked on the three tiny presets)
-        channels_last=bool(cfg.trainer.channels_last),
     )
 
 
