@@ -363,3 +363,18 @@ def test_unseen_speakers_and_reproducible_pairs(grid_raw: Path, tmp_path: Path) 
     assert tp.sha256 == pairs["sha256"] and len(tp) == 12
     item = tp[0]
     assert item["frames"].shape == (75, 3, SIZE, SIZE) and item["audio"].shape == (75, 28, 12)
+
+
+@pytest.mark.timeout(240)
+def test_parallel_prepare_after_this_process_decoded_video(grid_raw: Path, tmp_path: Path) -> None:
+    """A process that has decoded video (PyAV, FFmpeg's frame threads), such as a notebook that
+    looked at a clip or a test worker that prepared in-process, then prepares with workers: forked
+    workers hung in their first decode (av 18.1); the pool's workers must not inherit that."""
+    from talking_faces.data.prepare.video import _decode_video
+
+    clip = next(grid_raw.rglob("*.mpg"))
+    assert _decode_video(clip)[0].shape[0] > 0
+    out = tmp_path / "prep"
+    assert prepare(grid_raw, out, "grid", "--workers", "2") == 0
+    assert all(r["status"] in ("ok", "skipped") for r in manifest(out))
+    assert len(shard_clip_ids(out)) > 0

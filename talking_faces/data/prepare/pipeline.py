@@ -508,8 +508,11 @@ def _process_all(
             for res in results:
                 _record(res, work, bar)
             return
-        # fork is cheap and keeps imports; CUDA needs a fresh interpreter per worker.
-        ctx = mp.get_context("spawn" if str(cfg.device).startswith("cuda") else "fork")
+        # Not fork: a child forked from a process that has decoded a video with PyAV (FFmpeg's
+        # frame threads) can hang in its first decode (seen with av 18.1: every worker waiting
+        # on a futex). forkserver's children come from a clean server process, which imports
+        # once per pool; CUDA needs a fresh interpreter per worker.
+        ctx = mp.get_context("spawn" if str(cfg.device).startswith("cuda") else "forkserver")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, str(work.root))) as pool:
             for res in pool.imap_unordered(_run_one, todo, chunksize=1):
                 _record(res, work, bar)
