@@ -510,9 +510,16 @@ def _process_all(
             return
         # Not fork: a child forked from a process that has decoded a video with PyAV (FFmpeg's
         # frame threads) can hang in its first decode (seen with av 18.1: every worker waiting
-        # on a futex). forkserver's children come from a clean server process, which imports
-        # once per pool; CUDA needs a fresh interpreter per worker.
-        ctx = mp.get_context("spawn" if str(cfg.device).startswith("cuda") else "forkserver")
+        # on a futex). forkserver's children are forked from a clean server process that has
+        # imported this module (and torch, PyAV, OpenCV) once and decoded nothing, so a pool
+        # costs no import per worker; the server lives as long as this process. CUDA needs a
+        # fresh interpreter per worker.
+        ctx: mp.context.BaseContext
+        if str(cfg.device).startswith("cuda"):
+            ctx = mp.get_context("spawn")
+        else:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
         with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, str(work.root))) as pool:
             for res in pool.imap_unordered(_run_one, todo, chunksize=1):
                 _record(res, work, bar)
