@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import inspect
 import os
 import warnings
@@ -300,6 +301,19 @@ def _dlib_upsample(height: int, width: int) -> int:
     return times
 
 
+@functools.lru_cache(maxsize=4)
+def _dlib_model(kind: str, *path: str) -> Any:
+    """dlib's ``kind`` (``shape_predictor``, ``cnn_face_detection_model_v1`` of a file,
+    ``get_frontal_face_detector``) built once per process: the 68-point file is 99 MB and takes
+    about a second to read, the HOG detector about 0.6 s to build, and an ``evaluate`` with dlib's
+    LMD and dlib's face embedding builds two scorers on them. The assets are pinned by sha256, so
+    a path's file does not change under a running process; predicting does not change dlib's
+    models."""
+    import dlib
+
+    return getattr(dlib, kind)(*path)
+
+
 class DlibLandmarks(LandmarkBackend):
     """dlib's face detector and 68-point shape predictor, frame by frame on the CPU.
 
@@ -355,11 +369,13 @@ class DlibLandmarks(LandmarkBackend):
         self.weights_sha256 = sha256_json(self.weights_files)
         self.detector = detector
         self.upsample = upsample
-        self._predictor = dlib.shape_predictor(str(paths["dlib-shape-68"]))
+        self._predictor = _dlib_model("shape_predictor", str(paths["dlib-shape-68"]))
         if detector == "cnn":
-            self._detect = dlib.cnn_face_detection_model_v1(str(paths["dlib-mmod-detector"]))
+            self._detect = _dlib_model(
+                "cnn_face_detection_model_v1", str(paths["dlib-mmod-detector"])
+            )
         else:
-            self._detect = dlib.get_frontal_face_detector()
+            self._detect = _dlib_model("get_frontal_face_detector")
 
     def describe(self) -> dict[str, Any]:
         return {
