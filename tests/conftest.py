@@ -9,8 +9,10 @@ the whole chain; session-scoped because preparing and training take seconds to m
 
 ``make test`` runs the suite on two pytest-xdist workers (``-n 2``; ``--dist loadgroup`` is in
 pyproject.toml's addopts). Every worker is its own session: a session fixture is built once per
-worker that needs it, under that worker's own base temp dir, so two workers never share a path.
-The hooks below keep that cheap and the cores busy:
+worker that needs it, under that worker's own base temp dir, so two workers never share a path;
+the one exception is ``trained``, which every worker needs and which takes minutes: the first
+worker builds it in the run's shared temp dir under a file lock and the others read it
+(expert_data.py). The hooks below keep that cheap and the cores busy:
 
 - a worker gets ``cores // workers`` torch threads (one each on 2 cores: two workers with two
   OpenMP threads each on 2 cores are far slower than one each);

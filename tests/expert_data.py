@@ -5,16 +5,19 @@ landmark expert); benchmarks/README.md has the full-length numbers.
 
 Built through the real commands (``synth``, ``prepare``, ``fit`` of the expert configs) by the
 ``trained`` session fixture of conftest.py, used by tests/test_experts.py and
-tests/test_evaluate.py; a second call finds the finished folder in the session's base temp dir.
+tests/test_evaluate.py and many others; built once per run and shared by the pytest-xdist workers
+(:func:`trained_dataset`), a second call finds the finished folder.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from talking_faces.cli.main import main
 
@@ -58,12 +61,30 @@ def last_value(run_dir: Path, key: str) -> float:
 
 
 def trained_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The prepared dataset (with ``experts/`` filled) and ``runs/`` beside it; see module doc."""
-    base = tmp_path_factory.getbasetemp() / "expert_data"
+    """The prepared dataset (with ``experts/`` filled) and ``runs/`` beside it; see module doc.
+
+    Built once per run, not once per pytest-xdist worker: the first worker that asks builds it
+    in the run's shared temp folder (the parent of every worker's base temp) under a file lock,
+    and the others wait for it or find it finished (pytest-xdist's documented recipe). The
+    experts take minutes to train and every worker needs them; nothing writes into the dataset
+    after it is built."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent
+    base = root / "expert_data"
     prep = base / "prep"
     done = base / "done"
-    if done.exists():
-        return prep
+    with FileLock(str(root / "expert_data.lock")):
+        if done.exists():
+            return prep
+        if base.exists():  # a build that did not finish (a killed worker): start again
+            shutil.rmtree(base)
+        _build(base, prep)
+        done.write_text("ok\n")
+    return prep
+
+
+def _build(base: Path, prep: Path) -> None:
     os.environ.setdefault("TALKING_FACES_QUIET", "1")
     raw = base / "raw"
     args = ["synth", str(raw), "--layout", "grid", "--speakers", str(SPEAKERS)]
@@ -74,5 +95,3 @@ def trained_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _fit("syncnet", prep, runs, SYNCNET_STEPS)
     # photometric jitter only: the similarity jitter slows learning on this tiny corpus
     _fit("landmarks", prep, runs, LANDMARK_STEPS, "model.augment_geometry=0")
-    done.write_text("ok\n")
-    return prep
