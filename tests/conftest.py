@@ -116,6 +116,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _landmark_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The reference-landmark cache of every evaluation in this run (and of the processes tests
+    start) in the run's temp folder, shared by the workers, never in ~/.cache: a run reads no entry
+    an earlier run wrote (talking_faces/evaluation/landmark_cache.py)."""
+    from talking_faces.evaluation.landmark_cache import CACHE_ENV
+
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent
+    os.environ[CACHE_ENV] = str(root / "landmark-cache")
+
+
 @pytest.fixture(autouse=True)
 def _restore_rendezvous() -> Iterator[None]:
     before = {key: os.environ.get(key) for key in RENDEZVOUS}

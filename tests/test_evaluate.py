@@ -13,12 +13,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from talking_faces.cli.main import main
 from talking_faces.errors import UserError
 from talking_faces.evaluation.baselines import derangement, shift_waveform
+from talking_faces.evaluation.landmark_cache import CACHE_ENV
 from talking_faces.evaluation.pairs import length_batches
 from talking_faces.evaluation.results import (
     REQUIRED_FIELDS,
@@ -229,6 +231,48 @@ def test_results_json_and_per_clip_csv(baselines: dict[str, dict], trained: Path
     assert {"clip_id", "pair", "lse_c", "lmd", "psnr"} <= set(rows[0])
     mean_lse_c = sum(float(r["lse_c"]) for r in rows) / len(rows)
     assert mean_lse_c == pytest.approx(results["metrics"]["lse_c"], rel=1e-6)
+
+
+def test_reference_landmarks_are_kept_between_evaluations(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real frames' landmarks of a first evaluation are read back by the next ones (of any
+    baseline or method on the same pairs), which score the same to the bit; a damaged entry is
+    computed again and replaced; ``off`` keeps no cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    args = ("--limit", "4", "--batch-size", "2")
+
+    def run(name: str, baseline: str) -> dict:
+        results = evaluate(trained, tmp_path / f"{name}.json", "--baseline", baseline, *args)
+        results["csv"] = read_csv(results)
+        return results
+
+    first = run("first", "static")
+    used = first["timing"]["reference_landmarks"]
+    assert used["batches_read"] == 0 and used["batches_computed"] == 2
+    entries = sorted(cache.rglob("*.npy"))
+    assert len(entries) == 2 and Path(used["folder"]) in entries[0].parents
+
+    again = run("again", "static")
+    assert again["timing"]["reference_landmarks"]["batches_read"] == 2
+    assert again["timing"]["reference_landmarks"]["batches_computed"] == 0
+    assert again["metrics"] == first["metrics"] and again["csv"] == first["csv"]
+    truth = run("truth", "ground-truth")  # other scored frames, the same real ones
+    assert truth["timing"]["reference_landmarks"]["batches_read"] == 2
+    assert truth["metrics"]["lmd"] == 0.0
+
+    entries[0].write_bytes(b"not an array")  # a damaged entry: computed again, replaced
+    damaged = run("damaged", "static")
+    assert damaged["timing"]["reference_landmarks"]["batches_computed"] == 1
+    assert damaged["metrics"] == first["metrics"]
+    replaced = np.load(entries[0], allow_pickle=False)
+    assert replaced.dtype == np.float32 and replaced.shape[1:] == (68, 2)
+
+    monkeypatch.setenv(CACHE_ENV, "off")
+    off = run("off", "static")
+    assert off["timing"]["reference_landmarks"] is None
+    assert off["metrics"] == first["metrics"] and off["csv"] == first["csv"]
 
 
 def read_csv(results: dict) -> list[dict[str, str]]:

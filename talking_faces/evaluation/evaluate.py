@@ -152,6 +152,8 @@ def results_record(req: EvaluationRequest, scored: Scored, per_clip: str) -> Res
             "frames_per_second": round(scored.frames / max(scored.seconds, 1e-9), 2),
             "device": scored.device,
             "devices": scored.world,
+            # the real frames' landmarks read from the cache or computed (process 0's batches)
+            "reference_landmarks": scored.reference_cache,
         },
         provenance=req.provenance,
     )

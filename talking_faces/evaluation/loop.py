@@ -98,6 +98,8 @@ class Scored:
     world: int
     #: the results' ``generated`` entry when a folder was scored (else None)
     generated: dict[str, Any] | None = None
+    #: process 0's reference-landmark cache use (None: no cache)
+    reference_cache: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------- one batch
@@ -215,7 +217,11 @@ class BatchScorer:
         landmark_model = self.scorers.landmark_model
         if self.scorers.lmd_reference == "expert" and landmark_model is not None:
             b, t = target.shape[:2]
-            ref = landmark_model(target.flatten(0, 1)).view(b, t, 68, 2)
+            cache = self.scorers.reference_cache
+            if cache is not None:  # the same real frames in every evaluation of a dataset
+                ref = cache.landmarks(target, landmark_model)
+            else:
+                ref = landmark_model(target.flatten(0, 1)).view(b, t, 68, 2)
             return ref, torch.ones(b, t, dtype=torch.bool, device=self.req.device)
         return batch["landmarks"].to(self.req.device), batch["landmarks_valid"].to(self.req.device)
 
@@ -395,6 +401,9 @@ def score(req: EvaluationRequest) -> Scored | None:
         device=str(req.device),
         world=world,
         generated=generated.record(per_clip) if generated is not None else None,
+        reference_cache=(
+            scorers.reference_cache.record() if scorers.reference_cache is not None else None
+        ),
     )
 
 

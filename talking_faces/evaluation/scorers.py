@@ -35,6 +35,7 @@ from talking_faces.names import EXPERTS_DIR
 from talking_faces.utils.io import sha256_file
 
 if TYPE_CHECKING:
+    from talking_faces.evaluation.landmark_cache import ReferenceLandmarkCache
     from talking_faces.experts import LandmarkExpert
     from talking_faces.metrics import MetricSuite, Protocol, SampleDiversity
     from talking_faces.metrics.fid import VideoFID
@@ -96,6 +97,9 @@ class Scorers:
     regions: bool = False
     #: FID on frames (a VideoFID, its Inception loaded once)
     fid: VideoFID | None = None
+    #: the real frames' landmarks kept between evaluations (``lmd_reference: expert`` on the CPU;
+    #: None when off, :mod:`talking_faces.evaluation.landmark_cache`)
+    reference_cache: ReferenceLandmarkCache | None = None
 
 
 # ----------------------------------------------------------------------------- experts
@@ -287,6 +291,12 @@ def build_scorers(
 
         fid = VideoFID(frame_stride=pf.fid_frame_stride)
     lpips_model = load_lpips_for(pf.name) if pf.lpips else None
+    reference_cache = None
+    if landmark_model is not None and pf.lmd_reference == "expert":
+        from talking_faces.evaluation.landmark_cache import ReferenceLandmarkCache
+
+        batch_size = getattr(landmark_model, "batch_size", None)
+        reference_cache = ReferenceLandmarkCache.for_model(landmarks_record, batch_size, device)
     experts = {
         name: record
         for name, record in (
@@ -339,6 +349,7 @@ def build_scorers(
         naturalness=pf.naturalness,
         regions=pf.regions,
         fid=fid,
+        reference_cache=reference_cache,
     )
 
 
