@@ -20,7 +20,7 @@ An entry is found only by everything that decides its values:
 Only CPU evaluations use it (on a GPU the model costs less than moving the frames to hash them).
 The folder is ``$TALKING_FACES_LANDMARK_CACHE``, else ``$XDG_CACHE_HOME/talking_faces/landmarks``
 (default ``~/.cache/talking_faces/landmarks``); ``TALKING_FACES_LANDMARK_CACHE=off`` turns it
-off. Each entry is one ``.npy`` file (``N,68,2`` float32, about 0.5 KiB per frame), written to a
+off. Each entry is one ``.npy`` file (``N,68,2`` float32: 544 bytes per frame), written to a
 temporary name and renamed, so a reader never sees half a file; one that cannot be read or has
 the wrong shape is computed again and replaced. Deleting the folder at any time is safe.
 """
