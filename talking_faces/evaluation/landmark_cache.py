@@ -27,10 +27,7 @@ the wrong shape is computed again and replaced. Deleting the folder at any time 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,9 @@ import torch
 from torch import Tensor
 
 from talking_faces import __version__
+from talking_faces.errors import UserError
+from talking_faces.utils.assets import user_cache_home
+from talking_faces.utils.io import atomic_path, sha256_json
 
 #: environment variable naming the cache folder (``off``: no cache)
 CACHE_ENV = "TALKING_FACES_LANDMARK_CACHE"
@@ -55,9 +55,7 @@ def cache_root() -> Path | None:
         return None
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "talking_faces" / "landmarks"
+    return user_cache_home() / "landmarks"
 
 
 def model_key(record: dict[str, Any], batch_size: int | None) -> str:
@@ -71,8 +69,7 @@ def model_key(record: dict[str, Any], batch_size: int | None) -> str:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(described, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return sha256_json(described)[:32]
 
 
 def frames_key(frames: Tensor) -> str:
@@ -141,16 +138,9 @@ class ReferenceLandmarkCache:
         if array.dtype != np.float32:
             return  # not what a reader accepts: nothing stored
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npy.tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, array, allow_pickle=False)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError:
+            with atomic_path(path) as tmp:
+                np.save(tmp, array, allow_pickle=False)
+        except (OSError, UserError):  # read-only, or full (UserError): the evaluation goes on
             self.write_errors += 1
 
     def record(self) -> dict[str, Any]:

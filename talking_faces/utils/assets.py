@@ -337,15 +337,21 @@ LIBRIVOX: tuple[str, ...] = tuple(f"librivox-{rec}" for rec in _RECORDINGS)
 # ------------------------------------------------------------------------------ where and what
 
 
+def user_cache_home() -> Path:
+    """``$XDG_CACHE_HOME/talking_faces`` (default ``~/.cache/talking_faces``): where the
+    framework's caches live unless their own variable names a folder."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "talking_faces"
+
+
 def cache_dir() -> Path:
     """``$TALKING_FACES_ASSETS``, else ``$XDG_CACHE_HOME/talking_faces/assets`` (default
     ``~/.cache/talking_faces/assets``)."""
     env = os.environ.get(ASSETS_ENV)
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "talking_faces" / "assets"
+    return user_cache_home() / "assets"
 
 
 def get_asset(name: str) -> Asset:
@@ -701,6 +707,7 @@ __all__ = [
     "asset_path",
     "asset_state",
     "cache_dir",
+    "user_cache_home",
     "fetch",
     "get_asset",
     "member_path",
